@@ -1,0 +1,199 @@
+//! State stores: where activations load their state from and save it to.
+//!
+//! A [`StateStore`] is a durable map from [`ActorKey`] to bytes with **conditional writes**:
+//! every entry carries a [`Version`], and a save names the version it expects to replace.
+//! A writer that lost track of the entry — a stale activation — is refused with
+//! [`StoreError::Conflict`] instead of silently overwriting a newer state. Cluster fencing is
+//! built on exactly this check.
+//!
+//! # The contract
+//! - `load` returns the bytes and version of the last successful `save`, or `None`.
+//! - `save(key, expected, bytes)` succeeds only if the entry's current version is `expected`
+//!   ([`Version::ABSENT`] when there is no entry). It returns the new version, which is
+//!   different from every version the key ever had, even across a delete (no ABA).
+//! - `delete(key, expected)` is conditional the same way.
+//! - A successful `save` or `delete` is durable when it returns: a crash afterwards does not
+//!   undo it.
+//! - Concurrent conditional writes to one key: exactly one of those expecting the same version wins.
+//!
+//! [`crate::testkit`] holds the suite every implementation must pass.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
+
+use crate::ActorKey;
+
+mod memory;
+#[cfg(feature = "sled")]
+mod sled_store;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sled")]
+pub use sled_store::SledStore;
+
+/// A boxed future, as returned by the object-safe [`StateStore`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The version of a stored entry: opaque, unique per store, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version of an entry that does not exist.
+    pub const ABSENT: Version = Version(0);
+
+    /// Whether this names an absent entry.
+    pub fn is_absent(self) -> bool {
+        self == Self::ABSENT
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_absent() {
+            f.write_str("absent")
+        } else {
+            write!(f, "v{}", self.0)
+        }
+    }
+}
+
+/// An entry as loaded from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The entry's current version; pass it to the next `save`.
+    pub version: Version,
+    /// The bytes last saved.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a store operation failed. Cheap to clone: one failure is often reported to many callers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The entry is not at the version the writer expected: someone else wrote it.
+    #[error("version conflict on {key}: expected {expected}, found {actual}")]
+    Conflict {
+        /// The entry.
+        key: ActorKey,
+        /// The version the writer expected.
+        expected: Version,
+        /// The version found.
+        actual: Version,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the {store} store at {location}: {reason}")]
+    Open {
+        /// Which implementation.
+        store: &'static str,
+        /// Where it was opened (a path, a database address).
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An I/O or database error; the operation may or may not have taken effect.
+    #[error("{store} store error: {reason}")]
+    Backend {
+        /// Which implementation.
+        store: &'static str,
+        /// What went wrong.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The store's own framing of an entry is damaged (not the record inside it).
+    #[error("corrupt entry for {key} in the {store} store: {reason}")]
+    Corrupt {
+        /// Which implementation.
+        store: &'static str,
+        /// The entry.
+        key: ActorKey,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store has been closed.
+    #[error("the {store} store is closed")]
+    Closed {
+        /// Which implementation.
+        store: &'static str,
+    },
+}
+
+impl StoreError {
+    /// A backend error with its cause.
+    pub fn backend<E: std::error::Error + Send + Sync + 'static>(
+        store: &'static str,
+        source: E,
+    ) -> Self {
+        Self::Backend {
+            store,
+            reason: source.to_string(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// Whether this is a version conflict (a fenced-off writer).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// A durable, versioned map from actor key to state bytes. See the [module docs](self) for the contract.
+pub trait StateStore: Send + Sync + 'static {
+    /// A short name for errors and logs, such as `"sled"`.
+    fn name(&self) -> &'static str;
+
+    /// The entry for `key`, if any.
+    fn load<'a>(&'a self, key: &'a ActorKey) -> BoxFuture<'a, Result<Option<Stored>, StoreError>>;
+
+    /// Replaces the entry at version `expected` by `bytes`; durable on return.
+    fn save<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<Version, StoreError>>;
+
+    /// Removes the entry at version `expected`; durable on return.
+    fn delete<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Makes every completed write durable (they already are; this is for shutdown hygiene).
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Releases the store's resources (files, locks, connections). Later operations fail with
+    /// [`StoreError::Closed`]. The default does nothing.
+    fn close(&self) {}
+}
+
+impl<S: StateStore + ?Sized> StateStore for Arc<S> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn load<'a>(&'a self, key: &'a ActorKey) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        (**self).load(key)
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<Version, StoreError>> {
+        (**self).save(key, expected, bytes)
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).delete(key, expected)
+    }
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).flush()
+    }
+    fn close(&self) {
+        (**self).close()
+    }
+}

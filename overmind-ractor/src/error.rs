@@ -1,0 +1,154 @@
+//! Typed errors. Every error names the actor it concerns.
+
+use std::time::Duration;
+
+use overmind_core::{ActorKey, KeyError, StoreError, codec::CodecError, codec::RecordError};
+
+/// Why a message could not be delivered, handled or answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The actor type was not registered on the builder.
+    #[error(
+        "actor kind {kind:?} ({type_name}) is not registered with this Overmind: add `.register::<{type_name}>()` to the builder"
+    )]
+    NotRegistered {
+        /// The kind asked for.
+        kind: &'static str,
+        /// The Rust type asked for.
+        type_name: &'static str,
+    },
+    /// The id is not a valid actor id.
+    #[error(transparent)]
+    InvalidKey(#[from] KeyError),
+    /// Overmind is shutting down and takes no new messages.
+    #[error("Overmind is shutting down: the message to {key} was not accepted")]
+    ShuttingDown {
+        /// The addressee.
+        key: ActorKey,
+    },
+    /// The actor could not be activated; the message was not handled.
+    #[error("cannot activate {key}: {cause}")]
+    ActivationFailed {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        cause: ActivationError,
+    },
+    /// The actor's handler returned an error or panicked. Nothing was stored; the next message
+    /// is handled by a fresh activation from the last stored state.
+    #[error("{key} failed handling the message (nothing was stored): {reason}")]
+    HandlerFailed {
+        /// The actor.
+        key: ActorKey,
+        /// The handler's error or panic message.
+        reason: String,
+    },
+    /// The handler succeeded but its new state could not be stored, so its reply is withheld.
+    #[error("{key} could not store its new state, so its reply is withheld: {cause}")]
+    PersistFailed {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        cause: PersistError,
+    },
+    /// The message was handled (or dropped) without a reply being sent.
+    #[error(
+        "{key} did not reply: the handler dropped the reply port, or the activation stopped before handling the message"
+    )]
+    NoReply {
+        /// The actor.
+        key: ActorKey,
+    },
+    /// No reply within the caller's timeout. The message may still be handled and stored.
+    #[error("no reply from {key} within {timeout:?}; the message may still be handled")]
+    Timeout {
+        /// The actor.
+        key: ActorKey,
+        /// The caller's timeout.
+        timeout: Duration,
+    },
+}
+
+/// Why an activation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActivationError {
+    /// The store could not be read.
+    #[error("loading its state failed: {0}")]
+    Store(#[source] StoreError),
+    /// The stored record is damaged or not ours. It is left untouched for inspection.
+    #[error("its stored record is unreadable and was left untouched: {0}")]
+    CorruptRecord(#[source] RecordError),
+    /// The stored state does not decode as the actor's state type. It is left untouched.
+    #[error("its stored state does not decode and was left untouched: {0}")]
+    UndecodableState(#[source] CodecError),
+    /// The actor's own `pre_start` or `post_start` failed.
+    #[error("its pre_start failed: {0}")]
+    StartFailed(String),
+}
+
+/// Why a new state could not be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    /// The state does not encode, or would not decode again.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The store refused or failed the write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A message that was not accepted, handed back with the reason.
+#[derive(thiserror::Error)]
+#[error("{error}")]
+pub struct SendError<M> {
+    /// The message, unsent.
+    pub message: M,
+    /// Why it was not accepted.
+    pub error: Error,
+}
+
+impl<M> std::fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> From<SendError<M>> for Error {
+    fn from(e: SendError<M>) -> Self {
+        e.error
+    }
+}
+
+/// Why an Overmind could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Neither `data_dir` nor `store` was given.
+    #[error(
+        "no state store: call `.data_dir(path)` (embedded sled) or `.store(...)` on the builder"
+    )]
+    NoStore,
+    /// Two actor types claim one kind.
+    #[error("actor kind {kind:?} is registered twice ({first} and {second})")]
+    DuplicateKind {
+        /// The kind.
+        kind: &'static str,
+        /// The first type registered under it.
+        first: &'static str,
+        /// The second.
+        second: &'static str,
+    },
+    /// A hand-written `VirtualActor` impl has an invalid kind.
+    #[error(transparent)]
+    InvalidKind(#[from] KeyError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The supervisor actor could not be spawned.
+    #[error("cannot spawn the Overmind supervisor: {0}")]
+    Spawn(String),
+    /// `spawn` was called outside a tokio runtime.
+    #[error("Overmind must be started inside a tokio runtime")]
+    NoRuntime,
+}

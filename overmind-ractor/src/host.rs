@@ -1,0 +1,240 @@
+//! The activation host: a ractor actor with the user's message type that runs the user's actor
+//! inside it, so the user's `handle` gets its own `ActorRef` and `&mut State` unchanged.
+//!
+//! Around each handler run it
+//! 1. opens the slot's reply gate (replies wait for the outcome),
+//! 2. runs the handler, catching errors and panics,
+//! 3. stores the new state if its encoding changed (conditional on the version it loaded),
+//! 4. closes the gate: replies are released, or failed if the handler or the store failed.
+//!
+//! After a failure the in-memory state can no longer be trusted: the host stops taking
+//! messages, hands what is left in its mailbox to the next activation, and drains. The next
+//! activation starts from the last stored state.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
+
+use futures::FutureExt;
+use overmind_core::{
+    Version,
+    codec::{self, Record},
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::{Activation, Error, PersistError, VirtualActor, reply::Outcome, slot::Slot};
+
+type State<A> = <A as VirtualActor>::PersistedState;
+
+pub(crate) struct Host<A: VirtualActor> {
+    pub(crate) actor: A,
+    pub(crate) slot: Arc<Slot<A>>,
+}
+
+/// What the lifecycle loaded before spawning the host.
+pub(crate) struct Loaded<S> {
+    pub(crate) version: Version,
+    pub(crate) stored: Option<(S, Vec<u8>)>,
+}
+
+pub(crate) struct HostState<A: VirtualActor> {
+    user: State<A>,
+    /// The version of the stored record; the next save expects it.
+    version: Version,
+    /// The payload the store holds (or, for a new actor, the initial state's encoding):
+    /// a handler that leaves the encoding unchanged writes nothing.
+    saved: Option<Vec<u8>>,
+    /// Set when a handler or a save failed, or post_start failed.
+    failed: Option<Failure>,
+}
+
+enum Failure {
+    /// Hand the rest of the mailbox to the next activation.
+    HandOver,
+    /// This activation never started properly: fail the rest of the mailbox.
+    StartFailed(Error),
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+impl<A: VirtualActor> Host<A> {
+    /// Stores the state if its encoding changed since the last save.
+    async fn persist(&self, st: &mut HostState<A>) -> Result<(), PersistError> {
+        let rt = &self.slot.kind.rt;
+        let payload = codec::encode_state(&st.user)?;
+        if st.saved.as_deref() == Some(payload.as_slice()) {
+            rt.stats.skipped_writes.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        // A state that encodes but does not decode (serde shapes bincode cannot read back)
+        // would be a lost write: refuse it before anyone is told it was stored.
+        codec::decode_state::<State<A>>(&payload)?;
+        let record = Record {
+            kind: A::KIND.to_owned(),
+            lease: None,
+            payload,
+        };
+        let version = rt
+            .store
+            .save(&self.slot.key, st.version, &record.encode())
+            .await?;
+        st.version = version;
+        st.saved = Some(record.payload);
+        rt.stats.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs one handler under the reply gate, then stores. On failure, starts the hand-over.
+    async fn run<F>(&self, myself: &ActorRef<A::Msg>, st: &mut HostState<A>, handler: F)
+    where
+        F: AsyncFnOnce(&mut State<A>) -> Result<(), ActorProcessingErr>,
+    {
+        let key = &self.slot.key;
+        self.slot.gate.open();
+        let ran = AssertUnwindSafe(handler(&mut st.user)).catch_unwind().await;
+        let outcome: Outcome = match ran {
+            Ok(Ok(())) => self
+                .persist(st)
+                .await
+                .map_err(|cause| Error::PersistFailed {
+                    key: key.clone(),
+                    cause,
+                }),
+            Ok(Err(e)) => Err(Error::HandlerFailed {
+                key: key.clone(),
+                reason: e.to_string(),
+            }),
+            Err(panic) => Err(Error::HandlerFailed {
+                key: key.clone(),
+                reason: panic_message(panic),
+            }),
+        };
+        self.slot.gate.close(&outcome);
+        self.slot.touch();
+        if let Err(error) = outcome {
+            let rt = &self.slot.kind.rt;
+            rt.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key = %key, %error, "handler failed; restarting the activation from storage");
+            st.failed = Some(Failure::HandOver);
+            self.slot.begin_stop();
+            let _ = myself.drain();
+        }
+    }
+}
+
+impl<A: VirtualActor> Actor for Host<A> {
+    type Msg = A::Msg;
+    type State = HostState<A>;
+    type Arguments = Loaded<State<A>>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        loaded: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (stored, saved) = match loaded.stored {
+            Some((state, payload)) => (Some(state), Some(payload)),
+            None => (None, None),
+        };
+        let activation = Activation::new(self.slot.key.clone(), stored);
+        let user = self.actor.pre_start(myself, activation).await?;
+        // A new actor's initial state is not written until a handler changes it.
+        let saved = saved.or_else(|| codec::encode_state(&user).ok());
+        Ok(HostState {
+            user,
+            version: loaded.version,
+            saved,
+            failed: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user))
+            .catch_unwind()
+            .await;
+        let reason = match started {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic_message(panic),
+        };
+        let error = Error::ActivationFailed {
+            key: self.slot.key.clone(),
+            cause: crate::ActivationError::StartFailed(format!("post_start: {reason}")),
+        };
+        tracing::error!(key = %self.slot.key, %error, "post_start failed");
+        st.failed = Some(Failure::StartFailed(error));
+        self.slot.begin_stop();
+        let _ = myself.drain();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match &st.failed {
+            None => {
+                let me = myself.clone();
+                self.run(&myself, st, async move |user| {
+                    self.actor.handle(me, msg, user).await
+                })
+                .await;
+            }
+            Some(Failure::HandOver) => self.slot.hand_over(msg),
+            Some(Failure::StartFailed(error)) => {
+                // Dropping the message inside the gate fails its caller with this error.
+                self.slot.gate.open();
+                drop(msg);
+                self.slot.gate.close(&Err(error.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if st.failed.is_none() {
+            let me = myself.clone();
+            self.run(&myself, st, async move |user| {
+                self.actor.handle_supervisor_evt(me, event, user).await
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Every handled message is already stored; passivation has nothing left to write.
+        let stopped = AssertUnwindSafe(self.actor.post_stop(myself, &mut st.user))
+            .catch_unwind()
+            .await;
+        match stopped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(key = %self.slot.key, error = %e, "post_stop failed"),
+            Err(panic) => {
+                tracing::warn!(key = %self.slot.key, error = %panic_message(panic), "post_stop panicked")
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! [`Overmind`]: the handle to a running Overmind on this node.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    sync::{Arc, OnceLock, atomic::Ordering},
+};
+
+use overmind_core::{ActorKey, StateStore, StoreError};
+use ractor::{ActorCell, ActorRef};
+
+use crate::{
+    Error, OvermindBuilder, VirtualActor, VirtualRef,
+    registry::{AnyKind, Kind},
+    runtime::Runtime,
+    supervisor::SupervisorMsg,
+};
+
+/// A running Overmind. Cheap to clone.
+#[derive(Clone)]
+pub struct Overmind {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) kinds: HashMap<&'static str, Arc<dyn AnyKind>>,
+    pub(crate) supervisor: OnceLock<ActorRef<SupervisorMsg>>,
+}
+
+/// A snapshot of this node's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Activations running now.
+    pub active: u64,
+    /// Activations started since launch.
+    pub activations: u64,
+    /// Activations stopped for being idle.
+    pub passivations: u64,
+    /// Handler runs that failed (error, panic, or a failed save).
+    pub handler_failures: u64,
+    /// Activations that could not start (unreadable state, store down, pre_start error).
+    pub activation_failures: u64,
+    /// States written.
+    pub writes: u64,
+    /// Handler runs that left the state's encoding unchanged, so wrote nothing.
+    pub skipped_writes: u64,
+    /// Ids that currently have a slot on this node (an activation, or a live handle).
+    pub slots: u64,
+}
+
+impl std::fmt::Debug for Overmind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overmind")
+            .field("kinds", &self.inner.kinds.keys().collect::<Vec<_>>())
+            .field("store", &self.inner.rt.store.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Overmind {
+    /// Starts configuring an Overmind.
+    pub fn builder() -> OvermindBuilder {
+        OvermindBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// A handle to the actor `(A::KIND, id)`. Nothing is spawned until a message is sent;
+    /// an unregistered kind or an invalid id is reported by the first send.
+    pub fn actor<A: VirtualActor>(&self, id: impl Into<String>) -> VirtualRef<A> {
+        VirtualRef::new(self.kind::<A>().and_then(|kind| {
+            let key = ActorKey::new(A::KIND, id)?;
+            Ok(kind.slot(key))
+        }))
+    }
+
+    fn kind<A: VirtualActor>(&self) -> Result<Arc<Kind<A>>, Error> {
+        let not_registered = || Error::NotRegistered {
+            kind: A::KIND,
+            type_name: std::any::type_name::<A>(),
+        };
+        let kind = self.inner.kinds.get(A::KIND).ok_or_else(not_registered)?;
+        let any: Arc<dyn Any + Send + Sync> = kind.clone().into_any();
+        any.downcast::<Kind<A>>().map_err(|_| not_registered())
+    }
+
+    /// Stops every activation after it has handled the messages it already accepted, refuses
+    /// new ones, flushes the store (closing it if Overmind opened it, from `data_dir`) and
+    /// stops the supervisor.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let flushed = shutdown_runtime(&self.inner.rt).await;
+        if let Some(supervisor) = self.inner.supervisor.get() {
+            let _ = supervisor.stop_and_wait(None, None).await;
+        }
+        flushed
+    }
+
+    /// The supervisor actor, to link into your own supervision tree or to monitor.
+    pub fn supervisor(&self) -> ActorCell {
+        match self.inner.supervisor.get() {
+            Some(supervisor) => supervisor.get_cell(),
+            None => unreachable!("the supervisor is set before an Overmind is handed out"),
+        }
+    }
+
+    /// The state store in use.
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        self.inner.rt.store.clone()
+    }
+
+    /// This node's counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.rt.stats;
+        Stats {
+            active: c.active.load(Ordering::Relaxed),
+            activations: c.activations.load(Ordering::Relaxed),
+            passivations: c.passivations.load(Ordering::Relaxed),
+            handler_failures: c.handler_failures.load(Ordering::Relaxed),
+            activation_failures: c.activation_failures.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            skipped_writes: c.skipped_writes.load(Ordering::Relaxed),
+            slots: self
+                .inner
+                .kinds
+                .values()
+                .map(|k| k.slot_count() as u64)
+                .sum(),
+        }
+    }
+}
+
+/// Graceful shutdown, safe to call more than once.
+pub(crate) async fn shutdown_runtime(rt: &Runtime) -> Result<(), StoreError> {
+    let first = rt.begin_shutdown();
+    rt.lifecycles_ended().await;
+    if !first {
+        return Ok(());
+    }
+    let flushed = rt.store.flush().await;
+    if rt.owns_store {
+        // Release the data directory, even if handles to this Overmind outlive it.
+        rt.store.close();
+    }
+    flushed
+}

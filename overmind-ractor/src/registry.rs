@@ -1,0 +1,104 @@
+//! The per-node registry of live activations: one [`Kind`] per registered actor type, each
+//! mapping ids to their [`Slot`].
+//!
+//! The map holds weak references. A slot lives while a handle or its activation holds it, and
+//! removes itself when the last one lets go — so there is never more than one slot, and so
+//! never more than one activation, per id on a node.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, OnceLock, Weak},
+};
+
+use overmind_core::ActorKey;
+use parking_lot::Mutex;
+
+use crate::{Overmind, VirtualActor, overmind::Inner, runtime::Runtime, slot::Slot};
+
+/// Makes the user's actor value for each activation.
+pub(crate) type Factory<A> = Box<dyn Fn(&Overmind) -> A + Send + Sync>;
+
+const SHARDS: usize = 32;
+
+/// Ids to their slots, for the ids whose hash falls in one shard.
+type Shard<A> = Mutex<HashMap<Box<str>, Weak<Slot<A>>>>;
+
+/// One registered actor type.
+pub(crate) struct Kind<A: VirtualActor> {
+    pub(crate) rt: Arc<Runtime>,
+    factory: Factory<A>,
+    /// Weak: the Overmind owns its kinds. Its supervisor keeps it alive until shutdown.
+    overmind: OnceLock<Weak<Inner>>,
+    hasher: RandomState,
+    shards: Box<[Shard<A>]>,
+}
+
+impl<A: VirtualActor> Kind<A> {
+    pub(crate) fn new(rt: Arc<Runtime>, factory: Factory<A>) -> Self {
+        Self {
+            rt,
+            factory,
+            overmind: OnceLock::new(),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// A new actor value for an activation; None once the Overmind is gone.
+    pub(crate) fn make_actor(&self) -> Option<A> {
+        let inner = self.overmind.get()?.upgrade()?;
+        Some((self.factory)(&Overmind::from_inner(inner)))
+    }
+
+    fn shard(&self, id: &str) -> &Shard<A> {
+        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
+    }
+
+    /// The slot for `key`, creating it if no one holds it.
+    pub(crate) fn slot(self: &Arc<Self>, key: ActorKey) -> Arc<Slot<A>> {
+        let mut shard = self.shard(key.id()).lock();
+        if let Some(slot) = shard.get(key.id()).and_then(Weak::upgrade) {
+            return slot;
+        }
+        let id: Box<str> = key.id().into();
+        let slot = Arc::new(Slot::new(key, self.clone()));
+        shard.insert(id, Arc::downgrade(&slot));
+        slot
+    }
+
+    /// Called as a slot is dropped: removes its entry unless a new slot took its place.
+    pub(crate) fn forget(&self, id: &str) {
+        let mut shard = self.shard(id).lock();
+        if shard.get(id).is_some_and(|w| w.strong_count() == 0) {
+            shard.remove(id);
+        }
+    }
+
+    /// How many ids have a slot (held by a handle or an activation).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+/// A registered kind with its actor type erased.
+pub(crate) trait AnyKind: Send + Sync + 'static {
+    fn set_overmind(&self, overmind: Weak<Inner>);
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn slot_count(&self) -> usize;
+}
+
+impl<A: VirtualActor> AnyKind for Kind<A> {
+    fn set_overmind(&self, overmind: Weak<Inner>) {
+        let _ = self.overmind.set(overmind);
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn slot_count(&self) -> usize {
+        Kind::slot_count(self)
+    }
+}

@@ -1,0 +1,185 @@
+//! Reply gating: a call's reply reaches the caller only after the state that produced it is
+//! stored.
+//!
+//! The user's handler answers through an ordinary ractor `RpcReplyPort`. Overmind keeps the
+//! receiving end, wrapped in a [`Relay`] registered as the channel's waker. When the handler
+//! replies, the relay wakes and reports to its slot's [`Gate`]:
+//!
+//! - if a handler is running, the reply may depend on that handler's state change, so it is
+//!   parked until the handler's outcome is known: released when the new state is stored, or
+//!   turned into an error if the handler or the store failed;
+//! - if no handler is running, every state the reply can depend on is already stored, so it is
+//!   released at once (a reply sent later from a spawned task, say).
+//!
+//! No polling, no extra task per call: the relay runs inside the handler's `reply.send()`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Wake, Waker},
+};
+
+use overmind_core::ActorKey;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+/// The outcome of one handler run, as replies see it.
+pub(crate) type Outcome = Result<(), Error>;
+
+/// Per-slot gate: is a handler running, and which replies wait for its outcome.
+pub(crate) struct Gate {
+    key: ActorKey,
+    inner: Mutex<GateInner>,
+}
+
+#[derive(Default)]
+struct GateInner {
+    in_handler: bool,
+    parked: Vec<Arc<dyn Settle>>,
+}
+
+impl Gate {
+    pub(crate) fn new(key: ActorKey) -> Self {
+        Self {
+            key,
+            inner: Mutex::new(GateInner::default()),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &ActorKey {
+        &self.key
+    }
+
+    /// A handler starts: replies from now on wait for its outcome.
+    pub(crate) fn open(&self) {
+        self.inner.lock().in_handler = true;
+    }
+
+    /// The handler's outcome is known (its state stored, or not): settle the parked replies.
+    pub(crate) fn close(&self, outcome: &Outcome) {
+        let parked = {
+            let mut inner = self.inner.lock();
+            inner.in_handler = false;
+            std::mem::take(&mut inner.parked)
+        };
+        // Outside the lock: settling drops reply values, which may drop other ports.
+        for relay in parked {
+            relay.settle(outcome);
+        }
+    }
+
+    pub(crate) fn in_handler(&self) -> bool {
+        self.inner.lock().in_handler
+    }
+
+    fn arrived(&self, relay: Arc<dyn Settle>) {
+        {
+            let mut inner = self.inner.lock();
+            if inner.in_handler {
+                inner.parked.push(relay);
+                return;
+            }
+        }
+        relay.settle(&Ok(()));
+    }
+}
+
+/// A reply that can be released or failed once.
+pub(crate) trait Settle: Send + Sync {
+    /// Releases the reply to the caller if `outcome` is Ok, or reports the failure instead.
+    fn settle(&self, outcome: &Outcome);
+}
+
+/// Carries one call's reply from the handler's port to the caller, through the gate.
+pub(crate) struct Relay<T> {
+    gate: Arc<Gate>,
+    state: Mutex<RelayState<T>>,
+}
+
+enum RelayState<T> {
+    Waiting {
+        from_handler: oneshot::Receiver<T>,
+        to_caller: oneshot::Sender<Result<T, Error>>,
+    },
+    Settled,
+}
+
+impl<T: Send + 'static> Relay<T> {
+    /// A relay for a new call: the port to put in the message, the relay, and the caller's end.
+    #[allow(clippy::type_complexity)] // reason: three distinct ends of one call, named at the call site
+    pub(crate) fn new(
+        gate: Arc<Gate>,
+    ) -> (
+        oneshot::Sender<T>,
+        Arc<Self>,
+        oneshot::Receiver<Result<T, Error>>,
+    ) {
+        let (port, from_handler) = oneshot::channel();
+        let (to_caller, caller) = oneshot::channel();
+        let relay = Arc::new(Self {
+            gate,
+            state: Mutex::new(RelayState::Waiting {
+                from_handler,
+                to_caller,
+            }),
+        });
+        relay.clone().listen();
+        (port, relay, caller)
+    }
+
+    /// Registers this relay as the waker of the handler's channel. Called before the port is
+    /// handed out, so the poll always finds the channel empty.
+    fn listen(self: Arc<Self>) {
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut state = self.state.lock();
+        if let RelayState::Waiting { from_handler, .. } = &mut *state {
+            // Unconstrained: tokio's cooperative budget could otherwise refuse the poll and
+            // wake us at once, leaving no waker registered.
+            let mut recv = tokio::task::unconstrained(from_handler);
+            let polled = Pin::new(&mut recv).poll(&mut cx);
+            debug_assert!(polled.is_pending(), "the port has not been handed out yet");
+        }
+    }
+}
+
+impl<T: Send + 'static> Wake for Relay<T> {
+    fn wake(self: Arc<Self>) {
+        self.gate.clone().arrived(self);
+    }
+}
+
+impl<T: Send + 'static> Settle for Relay<T> {
+    fn settle(&self, outcome: &Outcome) {
+        let (reply, to_caller) = {
+            let mut state = self.state.lock();
+            let RelayState::Waiting { from_handler, .. } = &mut *state else {
+                return;
+            };
+            let reply = match (outcome, from_handler.try_recv()) {
+                (Ok(()), Ok(value)) => Ok(value),
+                // A wake with nothing sent yet: keep waiting (the waker stays registered).
+                (Ok(()), Err(oneshot::error::TryRecvError::Empty)) => return,
+                (Ok(()), Err(oneshot::error::TryRecvError::Closed)) => Err(Error::NoReply {
+                    key: self.gate.key().clone(),
+                }),
+                // A failure settles the call whether or not a reply was sent.
+                (Err(e), _) => Err(e.clone()),
+            };
+            match std::mem::replace(&mut *state, RelayState::Settled) {
+                RelayState::Waiting { to_caller, .. } => (reply, to_caller),
+                RelayState::Settled => return,
+            }
+        };
+        // The caller may have given up (timeout, dropped future): nothing to do then.
+        let _ = to_caller.send(reply);
+    }
+}
+
+/// Fails a call that never reached a handler.
+pub(crate) fn fail(relay: &Arc<dyn Settle>, error: Error) {
+    relay.settle(&Err(error));
+}

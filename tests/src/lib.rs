@@ -1,0 +1,13 @@
+//! Shared fixtures for Overmind's integration tests.
+
+#![allow(missing_docs)] // reason: test support, not a public API
+
+pub mod accounts;
+
+/// Installs a tracing subscriber once, honouring `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
