@@ -22,7 +22,7 @@ pub(crate) fn complete_impl(target: &mut Target, opts: &Options) {
     if !target.has_pre_start {
         // Spanned at the state type, so "State: Default is not satisfied" points at it.
         let body = quote_spanned! {state_ty.span()=>
-            ::core::result::Result::Ok(#krate::Activation::<#state_ty>::into_state_or_default(activation))
+            ::core::result::Result::Ok(<#state_ty as #krate::__private::DefaultState>::from_activation(activation))
         };
         let item: ImplItem = syn::parse_quote! {
             async fn pre_start(

@@ -31,6 +31,29 @@ pub use supervisor::SupervisorMsg;
 /// The ractor version Overmind runs on, for the paths `#[virtual_actor]` generates.
 pub use ractor;
 
+/// Support for the code `#[virtual_actor]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use crate::Activation;
+
+    /// The initial state of a new actor when `pre_start` is left to the macro.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `Default`, so Overmind cannot make a new actor's state",
+        label = "a virtual actor without `pre_start` needs a `Default` state",
+        note = "derive or implement `Default` for `{Self}`, or write `pre_start` to build the initial state from the `Activation`"
+    )]
+    pub trait DefaultState: Sized {
+        /// The stored state, or the default for a new actor.
+        fn from_activation(activation: Activation<Self>) -> Self;
+    }
+
+    impl<S: Default> DefaultState for S {
+        fn from_activation(activation: Activation<Self>) -> Self {
+            activation.into_state_or_default()
+        }
+    }
+}
+
 /// What a virtual actor's module usually needs.
 pub mod prelude {
     pub use crate::{Activation, Overmind, VirtualActor, VirtualRef, virtual_actor};
