@@ -34,6 +34,8 @@
 
 pub mod codec;
 mod key;
+pub mod membership;
+pub mod ring;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -3,6 +3,9 @@
 #![allow(missing_docs)] // reason: test support, not a public API
 
 pub mod accounts;
+pub mod postgres;
+pub mod process;
+pub mod zookeeper;
 
 /// Installs a tracing subscriber once, honouring `RUST_LOG`.
 pub fn init_tracing() {

@@ -23,10 +23,14 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc};
 use crate::ActorKey;
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sled")]
 mod sled_store;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sled")]
 pub use sled_store::SledStore;
 

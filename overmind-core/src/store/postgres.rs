@@ -1,0 +1,250 @@
+//! A shared store for clusters: PostgreSQL, through a connection pool.
+//!
+//! ```sql
+//! CREATE TABLE overmind_state (kind TEXT, id TEXT, version BIGINT, data BYTEA, PRIMARY KEY (kind, id));
+//! CREATE SEQUENCE overmind_state_version;
+//! ```
+//!
+//! The schema is created on connect (under an advisory lock, so nodes starting together do
+//! not race). Versions come from the sequence: unique, never reused, even after a delete.
+//! Every save is one statement conditional on the version, committed before it returns.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, Runtime};
+use tokio_postgres::NoTls;
+
+use super::{BoxFuture, StateStore, StoreError, Stored, Version};
+use crate::ActorKey;
+
+const NAME: &str = "postgres";
+const SCHEMA_LOCK: i64 = 0x6f76_6d64_7374_6174; // "ovmdstat"
+
+/// A [`StateStore`] in PostgreSQL.
+pub struct PostgresStore {
+    pool: Pool,
+    location: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error with its causes: tokio-postgres puts the server's message in the source.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend {
+        store: NAME,
+        reason: chain(&e),
+        source: Some(std::sync::Arc::new(e)),
+    }
+}
+
+/// The address part of a URL, without credentials, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_and_user, rest)) => {
+            let scheme = scheme_and_user.split("://").next().unwrap_or("postgres");
+            format!("{scheme}://…@{rest}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a URL such as `postgres://user:password@host:5432/db` and creates the
+    /// schema if needed. `max_connections` bounds the pool.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let location = redact(url);
+        let open_err = |reason: String| StoreError::Open {
+            store: NAME,
+            location: location.clone(),
+            reason,
+        };
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        cfg.pool = Some(deadpool_postgres::PoolConfig {
+            max_size: max_connections.max(1),
+            timeouts: deadpool_postgres::Timeouts {
+                wait: Some(Duration::from_secs(30)),
+                create: Some(Duration::from_secs(10)),
+                recycle: Some(Duration::from_secs(10)),
+            },
+            ..Default::default()
+        });
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| open_err(chain(&e)))?;
+        let mut client = pool.get().await.map_err(|e| open_err(chain(&e)))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| open_err(chain(&e)))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await
+            .map_err(|e| open_err(chain(&e)))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS overmind_state (
+                 kind TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 version BIGINT NOT NULL,
+                 data BYTEA NOT NULL,
+                 PRIMARY KEY (kind, id)
+             );
+             CREATE SEQUENCE IF NOT EXISTS overmind_state_version;",
+        )
+        .await
+        .map_err(|e| open_err(format!("creating the schema: {}", chain(&e))))?;
+        tx.commit().await.map_err(|e| open_err(chain(&e)))?;
+        Ok(Self { pool, location })
+    }
+
+    async fn current(&self, key: &ActorKey) -> Result<Version, StoreError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let stmt = client
+            .prepare_cached("SELECT version FROM overmind_state WHERE kind = $1 AND id = $2")
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&stmt, &[&key.kind(), &key.id()])
+            .await
+            .map_err(backend)?;
+        Ok(row.map_or(Version::ABSENT, |r| Version(r.get::<_, i64>(0) as u64)))
+    }
+
+    async fn conflict(&self, key: &ActorKey, expected: Version) -> StoreError {
+        match self.current(key).await {
+            Ok(actual) => StoreError::Conflict {
+                key: key.clone(),
+                expected,
+                actual,
+            },
+            Err(e) => e,
+        }
+    }
+}
+
+impl StateStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn load<'a>(&'a self, key: &'a ActorKey) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT version, data FROM overmind_state WHERE kind = $1 AND id = $2",
+                )
+                .await
+                .map_err(backend)?;
+            let row = client
+                .query_opt(&stmt, &[&key.kind(), &key.id()])
+                .await
+                .map_err(backend)?;
+            Ok(row.map(|r| Stored {
+                version: Version(r.get::<_, i64>(0) as u64),
+                bytes: r.get(1),
+            }))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<Version, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let row = if expected.is_absent() {
+                let stmt = client
+                    .prepare_cached(
+                        "INSERT INTO overmind_state (kind, id, version, data)
+                         VALUES ($1, $2, nextval('overmind_state_version'), $3)
+                         ON CONFLICT (kind, id) DO NOTHING RETURNING version",
+                    )
+                    .await
+                    .map_err(backend)?;
+                client
+                    .query_opt(&stmt, &[&key.kind(), &key.id(), &bytes])
+                    .await
+            } else {
+                let stmt = client
+                    .prepare_cached(
+                        "UPDATE overmind_state SET data = $3, version = nextval('overmind_state_version')
+                         WHERE kind = $1 AND id = $2 AND version = $4 RETURNING version",
+                    )
+                    .await
+                    .map_err(backend)?;
+                client
+                    .query_opt(&stmt, &[&key.kind(), &key.id(), &bytes, &(expected.0 as i64)])
+                    .await
+            }
+            .map_err(backend)?;
+            drop(client);
+            match row {
+                Some(r) => Ok(Version(r.get::<_, i64>(0) as u64)),
+                None => Err(self.conflict(key, expected).await),
+            }
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        expected: Version,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM overmind_state WHERE kind = $1 AND id = $2 AND version = $3",
+                )
+                .await
+                .map_err(backend)?;
+            let deleted = client
+                .execute(&stmt, &[&key.kind(), &key.id(), &(expected.0 as i64)])
+                .await
+                .map_err(backend)?;
+            drop(client);
+            if deleted == 1 {
+                return Ok(());
+            }
+            match self.current(key).await? {
+                actual if actual == expected => Ok(()), // absent, as expected
+                actual => Err(StoreError::Conflict {
+                    key: key.clone(),
+                    expected,
+                    actual,
+                }),
+            }
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        // Every save is committed before it returns.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn close(&self) {
+        self.pool.close();
+    }
+}
