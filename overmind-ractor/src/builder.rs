@@ -6,16 +6,25 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use overmind_core::{StateStore, validate_kind};
+use overmind_core::{StateStore, membership::SingleNode, validate_kind};
 use ractor::{Actor, ActorCell};
 
 use crate::{
     Overmind, StartError, VirtualActor,
     overmind::Inner,
+    placement::Placement,
     registry::{AnyKind, Kind},
     runtime::Runtime,
     supervisor::Supervisor,
 };
+
+fn single_node() -> Placement {
+    Placement::new(
+        Arc::new(SingleNode::new("local")),
+        true,
+        std::time::Duration::from_secs(30),
+    )
+}
 
 type MakeKind = Box<dyn FnOnce(Arc<Runtime>) -> Arc<dyn AnyKind> + Send>;
 
@@ -31,6 +40,8 @@ enum StoreChoice {
 pub struct OvermindBuilder {
     store: Option<StoreChoice>,
     kinds: Vec<(&'static str, &'static str, MakeKind)>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl OvermindBuilder {
@@ -65,6 +76,14 @@ impl OvermindBuilder {
         self
     }
 
+    /// Makes this node a member of a cluster (feature `cluster`). Without it, Overmind runs
+    /// as a single node that owns every actor.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Spawns the Overmind supervisor on its own.
     pub async fn spawn(self) -> Result<Overmind, StartError> {
         self.start(None).await
@@ -96,7 +115,19 @@ impl OvermindBuilder {
                 }
                 StoreChoice::Store(store) => (store, false),
             };
-        let rt = Arc::new(Runtime::new(store, owned, tokio));
+        #[cfg(feature = "cluster")]
+        let cluster = match self.cluster {
+            Some(config) => Some(crate::cluster::start::prepare(config)?),
+            None => None,
+        };
+        #[cfg(feature = "cluster")]
+        let placement = match &cluster {
+            Some(c) => c.placement(),
+            None => single_node(),
+        };
+        #[cfg(not(feature = "cluster"))]
+        let placement = single_node();
+        let rt = Arc::new(Runtime::new(placement, store, owned, tokio));
         let kinds = self
             .kinds
             .into_iter()
@@ -119,7 +150,14 @@ impl OvermindBuilder {
         }
         .map_err(|e| StartError::Spawn(e.to_string()))?;
         let _ = rt.supervisor.set(supervisor.get_cell());
-        let _ = inner.supervisor.set(supervisor);
+        let _ = inner.supervisor.set(supervisor.clone());
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = cluster {
+            if let Err(e) = cluster.start(&rt, &inner).await {
+                let _ = supervisor.stop_and_wait(None, None).await;
+                return Err(e);
+            }
+        }
         Ok(Overmind::from_inner(inner))
     }
 }

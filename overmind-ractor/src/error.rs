@@ -59,6 +59,30 @@ pub enum Error {
         /// The actor.
         key: ActorKey,
     },
+    /// No node can serve the actor now: this node's lease expired, the owner is unreachable,
+    /// or ownership is moving for longer than the cluster allows. Consistency comes first:
+    /// the message was not handled here.
+    #[error("{key} is unavailable: {reason}")]
+    Unavailable {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        reason: String,
+    },
+    /// The message could not be encoded for the node that owns the actor.
+    #[error("cannot send the message to {key} on another node: {reason}")]
+    Encode {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        reason: String,
+    },
+    /// A frame between nodes could not be decoded.
+    #[error("undecodable frame between nodes: {reason}")]
+    BadFrame {
+        /// What could not be decoded.
+        reason: String,
+    },
     /// No reply within the caller's timeout. The message may still be handled and stored.
     #[error("no reply from {key} within {timeout:?}; the message may still be handled")]
     Timeout {
@@ -84,6 +108,9 @@ pub enum ActivationError {
     /// The actor's own `pre_start` or `post_start` failed.
     #[error("its pre_start failed: {0}")]
     StartFailed(String),
+    /// Activation failed on the node that owns the actor.
+    #[error("on its node: {0}")]
+    Remote(String),
 }
 
 /// Why a new state could not be stored.
@@ -95,6 +122,9 @@ pub enum PersistError {
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Storing failed on the node that owns the actor.
+    #[error("on its node: {0}")]
+    Remote(String),
 }
 
 /// A message that was not accepted, handed back with the reason.
@@ -148,6 +178,14 @@ pub enum StartError {
     /// The supervisor actor could not be spawned.
     #[error("cannot spawn the Overmind supervisor: {0}")]
     Spawn(String),
+    /// The node could not join its cluster.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Membership(#[from] overmind_core::membership::MembershipError),
+    /// The cluster parts of the node could not start.
+    #[cfg(feature = "cluster")]
+    #[error("cannot start the cluster node: {0}")]
+    Cluster(String),
     /// `spawn` was called outside a tokio runtime.
     #[error("Overmind must be started inside a tokio runtime")]
     NoRuntime,

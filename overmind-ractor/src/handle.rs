@@ -9,8 +9,30 @@ use crate::{Error, SendError, VirtualActor, reply::Relay, slot::Slot};
 
 /// A handle to the virtual actor `(A::KIND, id)`. Cheap to clone; creating one spawns
 /// nothing: the actor is activated by the first message and may come and go behind the handle.
+///
+/// In a cluster the handle remembers which node owns the actor for the current epoch, so a
+/// message costs no ring lookup until the view changes.
 pub struct VirtualRef<A: VirtualActor> {
-    target: Result<Arc<Slot<A>>, Error>,
+    target: Target<A>,
+}
+
+enum Target<A: VirtualActor> {
+    Invalid(Error),
+    /// A single node: the actor is always local.
+    Local(Arc<Slot<A>>),
+    #[cfg(feature = "cluster")]
+    Routed(Arc<routed::Routed<A>>),
+}
+
+impl<A: VirtualActor> Clone for Target<A> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Invalid(e) => Self::Invalid(e.clone()),
+            Self::Local(slot) => Self::Local(slot.clone()),
+            #[cfg(feature = "cluster")]
+            Self::Routed(r) => Self::Routed(r.clone()),
+        }
+    }
 }
 
 impl<A: VirtualActor> Clone for VirtualRef<A> {
@@ -23,32 +45,84 @@ impl<A: VirtualActor> Clone for VirtualRef<A> {
 
 impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.target {
-            Ok(slot) => write!(f, "VirtualRef({})", slot.key),
+        match self.key() {
+            Ok(key) => write!(f, "VirtualRef({key})"),
             Err(e) => write!(f, "VirtualRef(<invalid: {e}>)"),
         }
     }
 }
 
+/// Where one message goes.
+pub(crate) enum Route<A: VirtualActor> {
+    Local(Arc<Slot<A>>),
+    #[cfg(feature = "cluster")]
+    Remote(overmind_core::membership::Member),
+}
+
 impl<A: VirtualActor> VirtualRef<A> {
-    pub(crate) fn new(target: Result<Arc<Slot<A>>, Error>) -> Self {
-        Self { target }
+    pub(crate) fn invalid(error: Error) -> Self {
+        Self {
+            target: Target::Invalid(error),
+        }
+    }
+
+    pub(crate) fn local(slot: Arc<Slot<A>>) -> Self {
+        Self {
+            target: Target::Local(slot),
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn routed(kind: Arc<crate::registry::Kind<A>>, key: ActorKey) -> Self {
+        Self {
+            target: Target::Routed(Arc::new(routed::Routed::new(kind, key))),
+        }
     }
 
     /// The actor's key, unless the handle is invalid (unregistered kind, bad id).
     pub fn key(&self) -> Result<&ActorKey, Error> {
-        self.target.as_ref().map(|s| &s.key).map_err(Clone::clone)
+        match &self.target {
+            Target::Invalid(e) => Err(e.clone()),
+            Target::Local(slot) => Ok(&slot.key),
+            #[cfg(feature = "cluster")]
+            Target::Routed(r) => Ok(&r.key),
+        }
+    }
+
+    fn route(&self) -> Result<Route<A>, Error> {
+        match &self.target {
+            Target::Invalid(e) => Err(e.clone()),
+            Target::Local(slot) => Ok(Route::Local(slot.clone())),
+            #[cfg(feature = "cluster")]
+            Target::Routed(r) => Ok(r.route()),
+        }
     }
 
     /// Sends a message without waiting. Ok means Overmind accepted it: it will be handled
-    /// unless the actor cannot be activated (which is logged).
+    /// unless the actor cannot be activated (which is logged). A cast to an actor on another
+    /// node is sent over the link to that node; if the link drops first, it is lost (logged) —
+    /// use [`Self::call`] to know.
     pub fn cast(&self, message: A::Msg) -> Result<(), SendError<A::Msg>> {
-        match &self.target {
-            Ok(slot) => slot.send(message, None),
-            Err(error) => Err(SendError {
-                message,
-                error: error.clone(),
-            }),
+        let route = match self.route() {
+            Ok(route) => route,
+            Err(error) => return Err(SendError { message, error }),
+        };
+        match route {
+            Route::Local(slot) => slot.send(message, None),
+            #[cfg(feature = "cluster")]
+            Route::Remote(owner) => {
+                let Target::Routed(r) = &self.target else {
+                    unreachable!("only routed handles route remotely")
+                };
+                match r.send_remote(&owner, message)? {
+                    Ok(_) => Ok(()),
+                    // Encoding consumed the message and failed: nothing to hand back.
+                    Err(error) => {
+                        tracing::warn!(key = %r.key, %error, "a cast to another node was lost");
+                        Ok(())
+                    }
+                }
+            }
         }
     }
 
@@ -62,26 +136,152 @@ impl<A: VirtualActor> VirtualRef<A> {
         T: Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
-        let slot = self.target.as_ref().map_err(Clone::clone)?;
-        let (port, relay, reply) = Relay::<T>::new(slot.gate.clone());
-        let port = match timeout {
-            Some(t) => RpcReplyPort::from((port, t)),
-            None => RpcReplyPort::from(port),
+        let key = self.key()?.clone();
+        let reply = async {
+            match self.route()? {
+                Route::Local(slot) => {
+                    let (port, relay, reply) = Relay::<T>::new(slot.gate.clone());
+                    let port = port_with(port, timeout);
+                    slot.send(build(port), Some(relay)).map_err(|e| e.error)?;
+                    reply.await.unwrap_or_else(|_| {
+                        Err(Error::NoReply {
+                            key: slot.key.clone(),
+                        })
+                    })
+                }
+                #[cfg(feature = "cluster")]
+                Route::Remote(owner) => {
+                    let Target::Routed(r) = &self.target else {
+                        unreachable!("only routed handles route remotely")
+                    };
+                    let (port, reply) = tokio::sync::oneshot::channel();
+                    let outcome = r
+                        .send_remote(&owner, build(port_with(port, timeout)))
+                        .map_err(|e| e.error)??;
+                    match outcome {
+                        Some(outcome) => outcome
+                            .await
+                            .unwrap_or(Err(Error::NoReply { key: r.key.clone() }))?,
+                        // The builder made a cast: there is no reply to wait for.
+                        None => return Err(Error::NoReply { key: r.key.clone() }),
+                    }
+                    reply
+                        .await
+                        .map_err(|_| Error::NoReply { key: r.key.clone() })
+                }
+            }
         };
-        slot.send(build(port), Some(relay)).map_err(|e| e.error)?;
-        let reply = match timeout {
+        match timeout {
             None => reply.await,
             Some(t) => tokio::time::timeout(t, reply)
                 .await
-                .map_err(|_| Error::Timeout {
-                    key: slot.key.clone(),
-                    timeout: t,
-                })?,
-        };
-        reply.unwrap_or_else(|_| {
-            Err(Error::NoReply {
-                key: slot.key.clone(),
-            })
-        })
+                .map_err(|_| Error::Timeout { key, timeout: t })?,
+        }
+    }
+}
+
+fn port_with<T>(
+    port: tokio::sync::oneshot::Sender<T>,
+    timeout: Option<Duration>,
+) -> RpcReplyPort<T> {
+    match timeout {
+        Some(t) => RpcReplyPort::from((port, t)),
+        None => RpcReplyPort::from(port),
+    }
+}
+
+#[cfg(feature = "cluster")]
+mod routed {
+    use std::sync::Arc;
+
+    use overmind_core::{ActorKey, membership::Member, ring::key_hash};
+    use parking_lot::Mutex;
+
+    use super::Route;
+    use crate::{Error, SendError, VirtualActor, cluster::remote, registry::Kind, slot::Slot};
+
+    /// A handle's target in a cluster, with the owner it resolved for the current epoch.
+    pub(crate) struct Routed<A: VirtualActor> {
+        pub(crate) key: ActorKey,
+        hash: u64,
+        kind: Arc<Kind<A>>,
+        cache: Mutex<Option<(u64, Cached<A>)>>,
+    }
+
+    enum Cached<A: VirtualActor> {
+        Local(Arc<Slot<A>>),
+        Remote(Member),
+    }
+
+    impl<A: VirtualActor> Routed<A> {
+        pub(crate) fn new(kind: Arc<Kind<A>>, key: ActorKey) -> Self {
+            Self {
+                hash: key_hash(&key.to_string()),
+                key,
+                kind,
+                cache: Mutex::new(None),
+            }
+        }
+
+        /// Where a message goes now: cached until the epoch changes.
+        pub(crate) fn route(&self) -> Route<A> {
+            let placement = &self.kind.rt.placement;
+            let epoch = placement.epoch();
+            let mut cache = self.cache.lock();
+            let fresh = matches!(&*cache, Some((e, _)) if *e == epoch);
+            if !fresh {
+                let cached = match placement.remote_owner_by_hash(self.hash) {
+                    Some(owner) => Cached::Remote(owner),
+                    None => Cached::Local(self.kind.slot(self.key.clone())),
+                };
+                *cache = Some((epoch, cached));
+            }
+            match &*cache {
+                Some((_, Cached::Remote(owner))) => Route::Remote(owner.clone()),
+                Some((_, Cached::Local(slot))) => Route::Local(slot.clone()),
+                None => unreachable!("filled above"),
+            }
+        }
+
+        /// Sends to the owner's node. The outer error hands the message back (it was not
+        /// sent); the inner one comes after encoding consumed it.
+        #[allow(clippy::type_complexity)] // reason: the two failure points, kept apart
+        pub(crate) fn send_remote(
+            &self,
+            owner: &Member,
+            message: A::Msg,
+        ) -> Result<Result<Option<remote::Outcome>, Error>, SendError<A::Msg>> {
+            let refuse = |message, reason: &str| {
+                Err(SendError {
+                    message,
+                    error: Error::Encode {
+                        key: self.key.clone(),
+                        reason: reason.to_owned(),
+                    },
+                })
+            };
+            if !<A::Msg as ractor::Message>::serializable() {
+                return refuse(
+                    message,
+                    "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
+                );
+            }
+            if self.kind.rt.cluster.get().is_none() {
+                return Err(SendError {
+                    message,
+                    error: Error::Unavailable {
+                        key: self.key.clone(),
+                        reason: "this node is not connected to its cluster yet".into(),
+                    },
+                });
+            }
+            Ok(remote::send::<A>(
+                &self.kind.rt,
+                &self.key,
+                owner,
+                message,
+                None,
+            ))
+        }
     }
 }

@@ -96,9 +96,10 @@ impl<A: VirtualActor> Host<A> {
         F: AsyncFnOnce(&mut State<A>) -> Result<(), ActorProcessingErr>,
     {
         let key = &self.slot.key;
+        let placement = &self.slot.kind.rt.placement;
         self.slot.gate.open();
         let ran = AssertUnwindSafe(handler(&mut st.user)).catch_unwind().await;
-        let outcome: Outcome = match ran {
+        let mut outcome: Outcome = match ran {
             Ok(Ok(())) => self
                 .persist(st)
                 .await
@@ -115,6 +116,14 @@ impl<A: VirtualActor> Host<A> {
                 reason: panic_message(panic),
             }),
         };
+        if outcome.is_ok() && !placement.serving() {
+            // The lease ran out while the handler ran: another node may own the actor by now,
+            // so nothing may be acknowledged (what was stored stays; the outcome is unknown).
+            outcome = Err(Error::Unavailable {
+                key: key.clone(),
+                reason: "this node's lease expired while handling the message".into(),
+            });
+        }
         self.slot.gate.close(&outcome);
         self.slot.touch();
         if let Err(error) = outcome {
@@ -184,6 +193,14 @@ impl<A: VirtualActor> Actor for Host<A> {
         msg: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if st.failed.is_none() && !self.slot.kind.rt.placement.serving() {
+            // This node may not serve now (its lease ran out): pass the message on, unhandled,
+            // to wherever the actor is placed next.
+            tracing::warn!(key = %self.slot.key, "lease expired: stopping the activation without handling");
+            st.failed = Some(Failure::HandOver);
+            self.slot.begin_stop();
+            let _ = myself.drain();
+        }
         match &st.failed {
             None => {
                 let me = myself.clone();

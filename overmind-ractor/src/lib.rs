@@ -4,11 +4,14 @@
 
 mod actor;
 mod builder;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod error;
 mod handle;
 mod host;
 mod lifecycle;
 mod overmind;
+mod placement;
 mod registry;
 mod reply;
 mod runtime;
@@ -19,7 +22,7 @@ pub use actor::{Activation, VirtualActor};
 pub use builder::OvermindBuilder;
 pub use error::{ActivationError, Error, PersistError, SendError, StartError};
 pub use handle::VirtualRef;
-pub use overmind::{Overmind, Stats};
+pub use overmind::{ClusterInfo, Overmind, Stats};
 #[cfg(feature = "sled")]
 pub use overmind_core::store::SledStore;
 pub use overmind_core::{
@@ -58,4 +61,14 @@ pub mod __private {
 pub mod prelude {
     pub use crate::{Activation, Overmind, VirtualActor, VirtualRef, virtual_actor};
     pub use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+    /// With the `cluster` feature every message type derives one of these.
+    #[cfg(feature = "cluster")]
+    pub use ractor_cluster::{RactorClusterMessage, RactorMessage};
 }
+
+/// ractor_cluster, for the derives and TLS types a cluster user needs.
+#[cfg(feature = "cluster")]
+pub use ractor_cluster;
+/// tokio-rustls, to configure TLS between nodes.
+#[cfg(feature = "cluster")]
+pub use tokio_rustls;

@@ -20,14 +20,85 @@ use tokio::task::JoinHandle;
 use crate::{
     ActivationError, Error, VirtualActor,
     host::{Host, Loaded},
+    placement::Decision,
     reply,
     slot::{AfterStop, Slot},
 };
+
+/// What the lifecycle may do next.
+enum Next {
+    /// Activate here, allowed under this epoch.
+    Activate(u64),
+    /// The actor lives on another node.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    Elsewhere(overmind_core::membership::Member),
+    /// It cannot be placed now.
+    Unavailable(String),
+}
+
+/// Waits until the actor can be activated here or is known to live elsewhere, for at most
+/// the placement's patience.
+async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
+    let rt = &slot.kind.rt;
+    let placement = &rt.placement;
+    let key = slot.key.to_string();
+    let mut changes = placement.subscribe();
+    let deadline = tokio::time::Instant::now() + placement.unavailable_after;
+    loop {
+        match placement.decide(&key) {
+            (epoch, Decision::Activate) => return Next::Activate(epoch),
+            (_, Decision::Elsewhere(owner)) => return Next::Elsewhere(owner),
+            (_, Decision::Wait(reason)) => {
+                if rt.is_closing() {
+                    return Next::Unavailable(format!("{reason}, and this node is shutting down"));
+                }
+                // Wake at the lease's expiry too: a change may come from the clock alone.
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() {
+                        return Next::Unavailable(reason.to_owned());
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Next::Unavailable(format!("{reason} (waited {:?})", placement.unavailable_after));
+                    }
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+            }
+        }
+    }
+}
 
 /// Runs activations for `slot` until it goes idle. Started by the slot on its first message.
 pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     let rt = slot.kind.rt.clone();
     loop {
+        let epoch = match placeable(&slot).await {
+            Next::Activate(epoch) => epoch,
+            Next::Elsewhere(owner) => {
+                let (handed_over, queued) = slot.give_up();
+                #[cfg(feature = "cluster")]
+                crate::cluster::remote::forward::<A>(&rt, &slot.key, &owner, handed_over, queued);
+                #[cfg(not(feature = "cluster"))]
+                {
+                    // A fixed placement owns everything; nothing is ever elsewhere.
+                    let _ = (owner, handed_over, queued);
+                }
+                break;
+            }
+            Next::Unavailable(reason) => {
+                tracing::warn!(key = %slot.key, %reason, "cannot place the actor; failing its queued messages");
+                let error = Error::Unavailable {
+                    key: slot.key.clone(),
+                    reason,
+                };
+                let (handed_over, queued) = slot.give_up();
+                fail_all(queued, error);
+                drop(handed_over);
+                break;
+            }
+        };
+        if !slot.claim(epoch) {
+            continue; // retired in a newer epoch while deciding: decide again
+        }
         match activate(&slot).await {
             Err(cause) => {
                 rt.stats.activation_failures.fetch_add(1, Ordering::Relaxed);
@@ -36,12 +107,8 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     cause,
                 };
-                let (queued, handed_over) = slot.activation_failed();
-                for q in queued {
-                    if let Some(relay) = &q.relay {
-                        reply::fail(relay, error.clone());
-                    }
-                }
+                let (handed_over, queued) = slot.give_up();
+                fail_all(queued, error);
                 drop(handed_over);
                 break;
             }
@@ -59,6 +126,14 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     }
     drop(slot);
     rt.lifecycle_ended();
+}
+
+fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
+    for q in queued {
+        if let Some(relay) = &q.relay {
+            reply::fail(relay, error.clone());
+        }
+    }
 }
 
 /// Loads the stored state and spawns the host.
@@ -95,9 +170,14 @@ async fn activate<A: VirtualActor>(
         actor,
         slot: slot.clone(),
     };
+    // In a cluster activations carry a marker name, so they are never announced to peers.
+    #[cfg(feature = "cluster")]
+    let name = (!rt.placement.is_fixed()).then(crate::cluster::transport::activation_name);
+    #[cfg(not(feature = "cluster"))]
+    let name = None;
     let spawned = match rt.supervisor.get() {
-        Some(supervisor) => Actor::spawn_linked(None, host, loaded, supervisor.clone()).await,
-        None => Actor::spawn(None, host, loaded).await,
+        Some(supervisor) => Actor::spawn_linked(name, host, loaded, supervisor.clone()).await,
+        None => Actor::spawn(name, host, loaded).await,
     };
     spawned.map_err(|e| {
         ActivationError::StartFailed(match e {

@@ -28,6 +28,23 @@ pub(crate) struct Inner {
     pub(crate) supervisor: OnceLock<ActorRef<SupervisorMsg>>,
 }
 
+/// How this node sees its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// This node's name.
+    pub node: String,
+    /// The current epoch (0 before any view).
+    pub epoch: u64,
+    /// The newest epoch every member has applied.
+    pub stable: u64,
+    /// The members of the current epoch: name and address.
+    pub members: Vec<(String, String)>,
+    /// Whether this node is a member of the current epoch.
+    pub is_member: bool,
+    /// Whether this node's lease is valid (it may serve).
+    pub serving: bool,
+}
+
 /// A snapshot of this node's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -47,6 +64,8 @@ pub struct Stats {
     pub skipped_writes: u64,
     /// Ids that currently have a slot on this node (an activation, or a live handle).
     pub slots: u64,
+    /// Activations stopped because their actor moved to another node.
+    pub moved: u64,
 }
 
 impl std::fmt::Debug for Overmind {
@@ -71,10 +90,16 @@ impl Overmind {
     /// A handle to the actor `(A::KIND, id)`. Nothing is spawned until a message is sent;
     /// an unregistered kind or an invalid id is reported by the first send.
     pub fn actor<A: VirtualActor>(&self, id: impl Into<String>) -> VirtualRef<A> {
-        VirtualRef::new(self.kind::<A>().and_then(|kind| {
+        let resolved = self.kind::<A>().and_then(|kind| {
             let key = ActorKey::new(A::KIND, id)?;
-            Ok(kind.slot(key))
-        }))
+            Ok((kind, key))
+        });
+        match resolved {
+            Err(error) => VirtualRef::invalid(error),
+            #[cfg(feature = "cluster")]
+            Ok((kind, key)) if !self.inner.rt.placement.is_fixed() => VirtualRef::routed(kind, key),
+            Ok((kind, key)) => VirtualRef::local(kind.slot(key)),
+        }
     }
 
     fn kind<A: VirtualActor>(&self) -> Result<Arc<Kind<A>>, Error> {
@@ -87,11 +112,68 @@ impl Overmind {
         any.downcast::<Kind<A>>().map_err(|_| not_registered())
     }
 
+    /// How this node sees its cluster (a single node sees itself alone).
+    pub fn cluster_info(&self) -> ClusterInfo {
+        let placement = &self.inner.rt.placement;
+        let view = placement.view();
+        ClusterInfo {
+            node: placement.node().to_owned(),
+            epoch: view.as_ref().map_or(0, |v| v.view.epoch()),
+            stable: view.as_ref().map_or(0, |v| v.view.stable()),
+            members: view
+                .as_ref()
+                .map(|v| {
+                    v.view
+                        .members()
+                        .iter()
+                        .map(|m| (m.name.clone(), m.addr.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            is_member: view.as_ref().is_some_and(|v| v.is_member()),
+            serving: placement.serving(),
+        }
+    }
+
+    /// How many stubs for actors on other nodes ractor_cluster holds here. Overmind keeps
+    /// activations local, so this stays at about one per peer (its router) however many actors
+    /// run. Always 0 on a single node.
+    pub async fn remote_actor_count(&self) -> usize {
+        #[cfg(feature = "cluster")]
+        if let Some(link) = self.inner.rt.cluster.get() {
+            return crate::cluster::connect::remote_actor_count(&link.node_server).await;
+        }
+        0
+    }
+
+    /// The node that owns actor `(A::KIND, id)` in the current view.
+    pub fn owner_of<A: VirtualActor>(&self, id: &str) -> Option<String> {
+        let key = ActorKey::new(A::KIND, id).ok()?;
+        let placement = &self.inner.rt.placement;
+        if placement.is_fixed() {
+            return Some(placement.node().to_owned());
+        }
+        placement
+            .view()
+            .and_then(|v| v.view.owner(&key.to_string()).map(str::to_owned))
+    }
+
     /// Stops every activation after it has handled the messages it already accepted, refuses
     /// new ones, flushes the store (closing it if Overmind opened it, from `data_dir`) and
-    /// stops the supervisor.
+    /// stops the supervisor. In a cluster the node leaves first: its actors move to the other
+    /// members without a failed call.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "cluster")]
+        let link = self.inner.rt.cluster.get().cloned();
+        #[cfg(feature = "cluster")]
+        if let Some(link) = &link {
+            crate::cluster::start::leave(link).await;
+        }
         let flushed = shutdown_runtime(&self.inner.rt).await;
+        #[cfg(feature = "cluster")]
+        if let Some(link) = &link {
+            crate::cluster::start::stop(link);
+        }
         if let Some(supervisor) = self.inner.supervisor.get() {
             let _ = supervisor.stop_and_wait(None, None).await;
         }
@@ -122,6 +204,7 @@ impl Overmind {
             activation_failures: c.activation_failures.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
             skipped_writes: c.skipped_writes.load(Ordering::Relaxed),
+            moved: c.moved.load(Ordering::Relaxed),
             slots: self
                 .inner
                 .kinds

@@ -80,11 +80,40 @@ impl<A: VirtualActor> Kind<A> {
     pub(crate) fn slot_count(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
+
+    /// Every slot someone holds.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn live_slots(&self) -> Vec<Arc<Slot<A>>> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            out.extend(shard.lock().values().filter_map(Weak::upgrade));
+        }
+        out
+    }
 }
 
 /// A registered kind with its actor type erased.
 pub(crate) trait AnyKind: Send + Sync + 'static {
     fn set_overmind(&self, overmind: Weak<Inner>);
+    /// Retires every activation not settled on this node in `epoch`; pushes a future per
+    /// activation that must stop first.
+    #[cfg(feature = "cluster")]
+    fn retire_unsettled(
+        &self,
+        epoch: u64,
+        retiring: &mut Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    );
+    /// Stops every activation now (the lease is lost).
+    #[cfg(feature = "cluster")]
+    fn stop_all(&self);
+    /// Delivers a message that arrived from another node.
+    #[cfg(feature = "cluster")]
+    fn deliver(
+        self: Arc<Self>,
+        rt: &Arc<Runtime>,
+        envelope: crate::cluster::wire::Envelope,
+        reply: Option<ractor::RpcReplyPort<Vec<u8>>>,
+    );
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn slot_count(&self) -> usize;
 }
@@ -92,6 +121,44 @@ pub(crate) trait AnyKind: Send + Sync + 'static {
 impl<A: VirtualActor> AnyKind for Kind<A> {
     fn set_overmind(&self, overmind: Weak<Inner>) {
         let _ = self.overmind.set(overmind);
+    }
+
+    #[cfg(feature = "cluster")]
+    fn retire_unsettled(
+        &self,
+        epoch: u64,
+        retiring: &mut Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    ) {
+        let placement = &self.rt.placement;
+        for slot in self.live_slots() {
+            if placement.settled_here(&slot.key.to_string()) {
+                continue;
+            }
+            if slot.retire(epoch) {
+                self.rt
+                    .stats
+                    .moved
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                retiring.push(Box::pin(async move { slot.retired(epoch).await }));
+            }
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    fn stop_all(&self) {
+        for slot in self.live_slots() {
+            slot.stop_now();
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    fn deliver(
+        self: Arc<Self>,
+        rt: &Arc<Runtime>,
+        envelope: crate::cluster::wire::Envelope,
+        reply: Option<ractor::RpcReplyPort<Vec<u8>>>,
+    ) {
+        crate::cluster::remote::deliver(self, rt, envelope, reply);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

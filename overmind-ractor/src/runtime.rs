@@ -17,6 +17,9 @@ use tokio::{runtime::Handle, sync::Notify, time::Instant};
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 pub(crate) struct Runtime {
+    pub(crate) placement: crate::placement::Placement,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: OnceLock<Arc<crate::cluster::ClusterLink>>,
     pub(crate) store: Arc<dyn StateStore>,
     /// Whether Overmind opened the store itself, and so closes it at shutdown.
     pub(crate) owns_store: bool,
@@ -38,13 +41,22 @@ pub(crate) struct Counters {
     pub(crate) passivations: AtomicU64,
     pub(crate) handler_failures: AtomicU64,
     pub(crate) activation_failures: AtomicU64,
+    pub(crate) moved: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) skipped_writes: AtomicU64,
 }
 
 impl Runtime {
-    pub(crate) fn new(store: Arc<dyn StateStore>, owns_store: bool, tokio: Handle) -> Self {
+    pub(crate) fn new(
+        placement: crate::placement::Placement,
+        store: Arc<dyn StateStore>,
+        owns_store: bool,
+        tokio: Handle,
+    ) -> Self {
         Self {
+            placement,
+            #[cfg(feature = "cluster")]
+            cluster: OnceLock::new(),
             store,
             owns_store,
             tokio,

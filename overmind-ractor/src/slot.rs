@@ -23,6 +23,7 @@ use std::{
 use overmind_core::ActorKey;
 use parking_lot::Mutex;
 use ractor::{ActorRef, MessagingErr};
+use tokio::sync::Notify;
 
 use crate::{
     Error, SendError, VirtualActor, lifecycle,
@@ -39,6 +40,8 @@ pub(crate) struct Slot<A: VirtualActor> {
     state: Mutex<SlotState<Msg<A>>>,
     /// When the last handler finished, in [`crate::runtime::Runtime::now_ms`] time.
     last_active_ms: AtomicU64,
+    /// Signalled when a host starts or ends, for the rebalancer.
+    host_changed: Notify,
 }
 
 enum Phase<M> {
@@ -56,6 +59,12 @@ pub(crate) struct Queued<M> {
 
 struct SlotState<M> {
     phase: Phase<M>,
+    /// The epoch under which the current host was allowed to activate; set when the decision
+    /// is taken, before loading, so the rebalancer cannot miss a host about to start.
+    host_epoch: Option<u64>,
+    /// The newest epoch in which the rebalancer found this actor not settled here: a host
+    /// allowed under an older epoch must stop.
+    retired_at: u64,
     /// Messages taken out of a failed activation's mailbox; delivered before `pending`.
     handover: VecDeque<M>,
     /// Messages sent while no activation was taking them.
@@ -79,10 +88,13 @@ impl<A: VirtualActor> Slot<A> {
             kind,
             state: Mutex::new(SlotState {
                 phase: Phase::Idle,
+                host_epoch: None,
+                retired_at: 0,
                 handover: VecDeque::new(),
                 pending: VecDeque::new(),
             }),
             last_active_ms: AtomicU64::new(now),
+            host_changed: Notify::new(),
         }
     }
 
@@ -140,9 +152,57 @@ impl<A: VirtualActor> Slot<A> {
         }
     }
 
+    /// Records the lifecycle's decision to activate under `epoch`, unless the actor was
+    /// retired in a newer epoch meanwhile.
+    pub(crate) fn claim(&self, epoch: u64) -> bool {
+        let mut state = self.state.lock();
+        if state.retired_at > epoch {
+            return false;
+        }
+        state.host_epoch = Some(epoch);
+        true
+    }
+
+    #[cfg(feature = "cluster")]
+    /// The rebalancer found this actor not settled here in `epoch`: stop any host allowed
+    /// under an older epoch. Returns true if one is running or starting.
+    pub(crate) fn retire(&self, epoch: u64) -> bool {
+        let mut state = self.state.lock();
+        state.retired_at = state.retired_at.max(epoch);
+        let stale = state.host_epoch.is_some_and(|e| e < epoch);
+        if stale {
+            if let Phase::Active(actor) = &state.phase {
+                let actor = actor.clone();
+                state.phase = Phase::Stopping;
+                let _ = actor.drain();
+            }
+        }
+        stale
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Waits until no host allowed under an epoch older than `epoch` runs.
+    pub(crate) async fn retired(&self, epoch: u64) {
+        loop {
+            let notified = self.host_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.lock().host_epoch.is_none_or(|e| e >= epoch) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// A new activation is running: give it the queued messages, in order, then route to it.
+    /// If it was retired while starting, it is drained at once instead.
     pub(crate) fn activated(&self, actor: &ActorRef<Msg<A>>) {
         let mut state = self.state.lock();
+        if state.host_epoch.is_some_and(|e| state.retired_at > e) {
+            state.phase = Phase::Stopping;
+            let _ = actor.drain();
+            return;
+        }
         while let Some(msg) = state.handover.pop_front() {
             if let Err(MessagingErr::SendErr(msg)) = actor.cast(msg) {
                 // Already stopping by itself; the lifecycle will see it end and retry.
@@ -173,6 +233,18 @@ impl<A: VirtualActor> Slot<A> {
         }
     }
 
+    #[cfg(feature = "cluster")]
+    /// Stops the activation, if any, without retiring the actor (the lease is lost: it comes
+    /// back here once the lease is regained, if this node still owns it).
+    pub(crate) fn stop_now(&self) {
+        let mut state = self.state.lock();
+        if let Phase::Active(actor) = &state.phase {
+            let actor = actor.clone();
+            state.phase = Phase::Stopping;
+            let _ = actor.drain();
+        }
+    }
+
     /// A failed activation hands over a message from its mailbox to the next activation.
     pub(crate) fn hand_over(&self, msg: Msg<A>) {
         self.state.lock().handover.push_back(msg);
@@ -180,25 +252,36 @@ impl<A: VirtualActor> Slot<A> {
 
     /// The activation has ended.
     pub(crate) fn stopped(&self) -> AfterStop {
-        let mut state = self.state.lock();
-        if state.handover.is_empty() && state.pending.is_empty() {
-            state.phase = Phase::Idle;
-            AfterStop::Done
-        } else {
-            state.phase = Phase::Starting;
-            AfterStop::Reactivate
-        }
+        let after = {
+            let mut state = self.state.lock();
+            state.host_epoch = None;
+            if state.handover.is_empty() && state.pending.is_empty() {
+                state.phase = Phase::Idle;
+                AfterStop::Done
+            } else {
+                state.phase = Phase::Starting;
+                AfterStop::Reactivate
+            }
+        };
+        self.host_changed.notify_waiters();
+        after
     }
 
-    /// Activation failed: the slot goes idle and every waiting message is returned, to be
-    /// failed outside the lock.
-    pub(crate) fn activation_failed(&self) -> (Vec<Queued<Msg<A>>>, Vec<Msg<A>>) {
-        let mut state = self.state.lock();
-        state.phase = Phase::Idle;
-        (
-            state.pending.drain(..).collect(),
-            state.handover.drain(..).collect(),
-        )
+    /// Nothing will be activated here for now (activation failed, the actor lives elsewhere,
+    /// or it cannot be placed): the slot goes idle and every waiting message is returned, to
+    /// be failed or forwarded outside the lock. Handed-over messages come first.
+    pub(crate) fn give_up(&self) -> (Vec<Msg<A>>, Vec<Queued<Msg<A>>>) {
+        let taken = {
+            let mut state = self.state.lock();
+            state.phase = Phase::Idle;
+            state.host_epoch = None;
+            (
+                state.handover.drain(..).collect(),
+                state.pending.drain(..).collect(),
+            )
+        };
+        self.host_changed.notify_waiters();
+        taken
     }
 
     /// Records that a handler just finished.

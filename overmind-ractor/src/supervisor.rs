@@ -14,6 +14,7 @@ pub(crate) struct Supervisor {
 
 /// The supervisor takes no messages of its own.
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum SupervisorMsg {}
 
 impl Actor for Supervisor {

@@ -3,6 +3,8 @@
 #![allow(missing_docs)] // reason: test support, not a public API
 
 pub mod accounts;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod postgres;
 pub mod process;
 pub mod zookeeper;

@@ -78,6 +78,7 @@ struct Held {
     release: Arc<Semaphore>,
 }
 
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 enum HeldMsg {
     Add(i64),
     Get(RpcReplyPort<i64>),
@@ -153,11 +154,19 @@ async fn messages_sent_while_an_activation_stops_go_to_the_next_one() {
     om.shutdown().await.unwrap();
 }
 
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
+struct Ping;
+
 #[virtual_actor(kind = "forever", passivate_after = "never")]
 impl Actor for Forever {
-    type Msg = ();
+    type Msg = Ping;
     type State = u8;
-    async fn handle(&self, _: ActorRef<()>, _: (), _: &mut u8) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Ping>,
+        _: Ping,
+        _: &mut u8,
+    ) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
 }
@@ -173,7 +182,7 @@ async fn never_means_never() {
         .spawn()
         .await
         .unwrap();
-    om.actor::<Forever>("f").cast(()).unwrap();
+    om.actor::<Forever>("f").cast(Ping).unwrap();
     wait_for("activation", || om.stats().active == 1).await;
     tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
     assert_eq!((om.stats().active, om.stats().passivations), (1, 0));

@@ -31,10 +31,7 @@ use std::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::{
-    sync::{oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::{sync::watch, task::JoinHandle};
 use zookeeper_client as zk;
 
 use super::{
@@ -189,8 +186,17 @@ fn classify(path: &str, e: zk::Error) -> Ended {
     }
 }
 
+/// How joining is going.
+#[derive(Debug, Clone)]
+enum JoinStatus {
+    Joining,
+    Joined,
+    Failed(MembershipError),
+}
+
 struct Shared {
     cfg: ZooKeeperConfig,
+    status: watch::Sender<JoinStatus>,
     paths: Paths,
     fingerprint: String,
     lease: Arc<Lease>,
@@ -224,6 +230,18 @@ fn lease_until(t0: Instant, session_timeout: Duration) -> Instant {
 impl ZooKeeperMembership {
     /// Joins the cluster: registers this node and waits until a published view includes it.
     pub async fn join(cfg: ZooKeeperConfig) -> Result<Arc<Self>, MembershipError> {
+        let this = Self::start(cfg)?;
+        match this.ready().await {
+            Ok(()) => Ok(this),
+            Err(e) => {
+                this.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts joining in the background; [`Self::ready`] tells when this node is in a view.
+    pub fn start(cfg: ZooKeeperConfig) -> Result<Arc<Self>, MembershipError> {
         cfg.validate()?;
         let fingerprint = {
             let mut h = Sha256::new();
@@ -237,6 +255,7 @@ impl ZooKeeperMembership {
                 .collect::<String>()
         };
         let shared = Arc::new(Shared {
+            status: watch::channel(JoinStatus::Joining).0,
             paths: Paths::new(&cfg.cluster),
             fingerprint,
             lease: Arc::new(Lease::new()),
@@ -247,19 +266,30 @@ impl ZooKeeperMembership {
             last_error: Mutex::new(None),
             cfg,
         });
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(run(shared.clone(), ready_tx));
-        let this = Arc::new(Self {
-            shared: shared.clone(),
+        let task = tokio::spawn(run(shared.clone()));
+        Ok(Arc::new(Self {
+            shared,
             task: Mutex::new(Some(task)),
-        });
+        }))
+    }
+
+    /// Waits (at most the join timeout) until a published view includes this node.
+    pub async fn ready(&self) -> Result<(), MembershipError> {
+        let shared = &self.shared;
         let join_timeout = shared.cfg.join_timeout;
-        match tokio::time::timeout(join_timeout, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(this),
-            Ok(Ok(Err(e))) => Err(e),
+        let mut status = shared.status.subscribe();
+        let settled = tokio::time::timeout(
+            join_timeout,
+            status.wait_for(|s| !matches!(s, JoinStatus::Joining)),
+        )
+        .await;
+        match settled {
+            Ok(Ok(s)) => match &*s {
+                JoinStatus::Failed(e) => Err(e.clone()),
+                _ => Ok(()),
+            },
             Ok(Err(_)) => Err(MembershipError::Closed),
             Err(_) => {
-                this.close();
                 let reason = shared.last_error.lock().clone().unwrap_or_else(|| {
                     format!("no view including this node within {join_timeout:?}")
                 });
@@ -332,14 +362,13 @@ impl Membership for ZooKeeperMembership {
     }
 }
 
-async fn run(shared: Arc<Shared>, ready: oneshot::Sender<Result<(), MembershipError>>) {
-    let mut ready = Some(ready);
+async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if *shared.closed.borrow() {
             break;
         }
-        let ended = session(&shared, &mut ready).await;
+        let ended = session(&shared).await;
         shared.lease.revoke();
         shared.views.send_replace(None);
         match ended {
@@ -352,9 +381,7 @@ async fn run(shared: Arc<Shared>, ready: oneshot::Sender<Result<(), MembershipEr
             Ended::Fatal(e) => {
                 tracing::error!(node = %shared.cfg.node, error = %e, "membership cannot continue");
                 *shared.last_error.lock() = Some(e.to_string());
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e));
-                }
+                shared.status.send_replace(JoinStatus::Failed(e));
                 break;
             }
             Ended::Expired => {
@@ -375,10 +402,7 @@ async fn run(shared: Arc<Shared>, ready: oneshot::Sender<Result<(), MembershipEr
     }
 }
 
-async fn session(
-    shared: &Shared,
-    ready: &mut Option<oneshot::Sender<Result<(), MembershipError>>>,
-) -> Ended {
+async fn session(shared: &Shared) -> Ended {
     let cfg = &shared.cfg;
     let paths = &shared.paths;
     let connect = zk::Client::connector()
@@ -421,7 +445,7 @@ async fn session(
 
     let mut closed = shared.closed.subscribe();
     let ended = tokio::select! {
-        e = watch_views(&client, shared, me, ready) => e,
+        e = watch_views(&client, shared, me) => e,
         e = renew_lease(&client, shared, timeout) => e,
         e = elect_and_lead(&client, shared, me, timeout) => e,
         e = report_progress(&client, shared, &my_path, data) => e,
@@ -536,12 +560,7 @@ async fn wait_for_name(client: &zk::Client, shared: &Shared) -> Result<(), Ended
 }
 
 /// Publishes every view the leader writes; re-reads after each reconnection.
-async fn watch_views(
-    client: &zk::Client,
-    shared: &Shared,
-    me: MemberId,
-    ready: &mut Option<oneshot::Sender<Result<(), MembershipError>>>,
-) -> Ended {
+async fn watch_views(client: &zk::Client, shared: &Shared, me: MemberId) -> Ended {
     let path = &shared.paths.view;
     let mut state = client.state_watcher();
     loop {
@@ -560,9 +579,13 @@ async fn watch_views(
                 let view = Arc::new(View::new(record, shared.cfg.vnodes));
                 let member = view.members().iter().find(|m| m.id == me).cloned();
                 if member.is_some() {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(Ok(()));
-                    }
+                    shared.status.send_if_modified(|s| {
+                        let joining = matches!(s, JoinStatus::Joining);
+                        if joining {
+                            *s = JoinStatus::Joined;
+                        }
+                        joining
+                    });
                 }
                 tracing::debug!(node = %shared.cfg.node, epoch = view.epoch(), stable = view.stable(), "view");
                 shared.views.send_replace(Some(NodeView { view, member }));

@@ -1,0 +1,310 @@
+//! Clustering (feature `cluster`): membership in ZooKeeper, placement on the ring, routing
+//! between nodes over ractor_cluster, and rebalancing when the view changes.
+//!
+//! - [`connect`]: the node server and the links to the members of the view (with backoff).
+//! - [`router`]: one router actor per node, reachable from peers through a process group;
+//!   virtual actors themselves stay local.
+//! - [`remote`]: sending a message to the node that owns its actor, and back.
+//! - [`rebalance`]: applying each new view (retiring what moved), and the lease monitor.
+//! - [`wire`]: the frames routers exchange.
+
+pub(crate) mod connect;
+pub(crate) mod rebalance;
+pub(crate) mod remote;
+pub(crate) mod router;
+pub(crate) mod start;
+pub(crate) mod transport;
+pub(crate) mod wire;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use overmind_core::membership::{ZooKeeperConfig, ZooKeeperMembership};
+use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
+use tokio::sync::watch;
+
+pub use router::RouterMsg;
+
+/// Decodes a router's reply frame: the reply's bytes, or the error it carries. For tools and
+/// tests that talk to routers directly.
+#[doc(hidden)]
+pub fn decode_reply(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match wire::Reply::decode(bytes) {
+        Ok(wire::Reply::Ok(bytes)) => Ok(bytes),
+        Ok(wire::Reply::Err(e)) => Err(format!("{e:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// TLS for the links between nodes.
+#[derive(Clone)]
+pub struct Tls {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    /// Mutual TLS from PEM: every node presents `cert_chain` (with its `key`), and accepts only
+    /// peers whose certificate is signed by `ca` and names `server_name`. One certificate for
+    /// all nodes of a cluster, naming `server_name`, is enough.
+    pub fn from_pem(
+        cert_chain: &[u8],
+        key: &[u8],
+        ca: &[u8],
+        server_name: &str,
+    ) -> Result<Self, String> {
+        use tokio_rustls::rustls::{
+            ClientConfig, RootCertStore, ServerConfig,
+            pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+            server::WebPkiClientVerifier,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate chain: {e}"))?;
+        if certs.is_empty() {
+            return Err("certificate chain: no certificate in the PEM".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("private key: {e}"))?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca) {
+            let ca = ca.map_err(|e| format!("CA: {e}"))?;
+            roots.add(ca).map_err(|e| format!("CA: {e}"))?;
+        }
+        let roots = Arc::new(roots);
+        let verifier = WebPkiClientVerifier::builder(roots.clone())
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+        let server = ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| format!("server certificate: {e}"))?;
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        let server_name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| format!("server name {server_name:?}: {e}"))?;
+        Ok(Self::new(
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            tokio_rustls::TlsConnector::from(Arc::new(client)),
+            server_name,
+        ))
+    }
+
+    /// TLS from rustls configurations: `acceptor` for incoming links, `connector` for outgoing
+    /// ones, and the name peers' certificates must carry.
+    pub fn new(
+        acceptor: tokio_rustls::TlsAcceptor,
+        connector: tokio_rustls::TlsConnector,
+        server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        Self {
+            acceptor,
+            connector,
+            server_name,
+        }
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a node joins a cluster. Start with [`ClusterConfig::new`].
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) zookeeper: String,
+    pub(crate) cluster: String,
+    pub(crate) node: String,
+    pub(crate) cookie: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: Option<String>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) vnodes: u32,
+    pub(crate) join_timeout: Duration,
+    pub(crate) unavailable_after: Duration,
+    pub(crate) remote_timeout: Duration,
+    pub(crate) tls: Option<Tls>,
+}
+
+impl ClusterConfig {
+    /// Joins cluster `cluster` through the ZooKeeper ensemble `zookeeper`
+    /// (`host:port[,host:port…]`) as node `node`, authenticating peers with `cookie`.
+    /// The node server listens on loopback on a free port unless [`Self::listen`] says
+    /// otherwise.
+    pub fn new(
+        zookeeper: impl Into<String>,
+        cluster: impl Into<String>,
+        node: impl Into<String>,
+        cookie: impl Into<String>,
+    ) -> Self {
+        Self {
+            zookeeper: zookeeper.into(),
+            cluster: cluster.into(),
+            node: node.into(),
+            cookie: cookie.into(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            advertise: None,
+            session_timeout: Duration::from_secs(6),
+            vnodes: overmind_core::ring::DEFAULT_VNODES,
+            join_timeout: Duration::from_secs(30),
+            unavailable_after: Duration::from_secs(30),
+            remote_timeout: Duration::from_secs(60),
+            tls: None,
+        }
+    }
+
+    /// Where the node server listens (port 0: a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The `host:port` peers connect to, if not the listen address (behind NAT, say).
+    pub fn advertise(mut self, host_port: impl Into<String>) -> Self {
+        self.advertise = Some(host_port.into());
+        self
+    }
+
+    /// The ZooKeeper session timeout. A node that loses ZooKeeper stops serving after 4/5 of
+    /// it; its actors move after the server expires the session.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Virtual nodes per member on the ring (every member must use the same number).
+    pub fn vnodes(mut self, vnodes: u32) -> Self {
+        self.vnodes = vnodes;
+        self
+    }
+
+    /// How long starting waits for ZooKeeper and for this node to appear in a view.
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// How long a message waits for its actor to become placeable (ownership moving, this
+    /// node's lease lost) before it fails with [`crate::Error::Unavailable`].
+    pub fn unavailable_after(mut self, timeout: Duration) -> Self {
+        self.unavailable_after = timeout;
+        self
+    }
+
+    /// How long a call forwarded to another node may take at most.
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.remote_timeout = timeout;
+        self
+    }
+
+    /// Encrypts and authenticates the links between nodes with TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// The running cluster parts of a node, shared by the runtime.
+pub(crate) struct ClusterLink {
+    pub(crate) config: ClusterConfig,
+    pub(crate) membership: Arc<ZooKeeperMembership>,
+    pub(crate) node_server: ActorRef<NodeServerMessage>,
+    pub(crate) addr: String,
+    pub(crate) stop: watch::Sender<bool>,
+    outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<remote::Outbox>>>,
+}
+
+impl ClusterLink {
+    pub(crate) fn new(
+        config: ClusterConfig,
+        membership: Arc<ZooKeeperMembership>,
+        node_server: ActorRef<NodeServerMessage>,
+        addr: String,
+    ) -> Self {
+        Self {
+            config,
+            membership,
+            node_server,
+            addr,
+            stop: watch::channel(false).0,
+            outboxes: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether `node` is a member of the current view.
+    pub(crate) fn in_view(&self, node: &str) -> bool {
+        use overmind_core::membership::Membership;
+        self.membership
+            .views()
+            .borrow()
+            .as_ref()
+            .is_some_and(|v| v.view.member(node).is_some())
+    }
+
+    /// This node's own router.
+    pub(crate) fn local_router(&self) -> Option<ActorRef<RouterMsg>> {
+        self.router_of(&self.config.node)
+    }
+
+    /// The router of `node`, once the link to it is up.
+    pub(crate) fn router_of(&self, node: &str) -> Option<ActorRef<RouterMsg>> {
+        router::router_of(&self.config.cluster, node)
+    }
+
+    /// The ordered outbox for `node`.
+    pub(crate) fn outbox(&self, node: &str) -> Arc<remote::Outbox> {
+        self.outboxes
+            .lock()
+            .entry(node.to_owned())
+            .or_insert_with(|| Arc::new(remote::Outbox::new(node.to_owned())))
+            .clone()
+    }
+}
+
+/// Completes when the cluster parts are told to stop.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Binds the listener peers link to (port 0: a free port), and works out the address to
+/// advertise.
+pub(crate) fn listen(config: &ClusterConfig) -> std::io::Result<(std::net::TcpListener, String)> {
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+    Ok((listener, advertise))
+}
+
+/// The ZooKeeper configuration for a node advertised at `addr`.
+pub(crate) fn membership_config(config: &ClusterConfig, addr: &str) -> ZooKeeperConfig {
+    let mut zk = ZooKeeperConfig::new(
+        &config.zookeeper,
+        &config.cluster,
+        &config.node,
+        addr,
+        &config.cookie,
+    );
+    zk.session_timeout = config.session_timeout;
+    zk.vnodes = config.vnodes;
+    zk.join_timeout = config.join_timeout;
+    zk
+}

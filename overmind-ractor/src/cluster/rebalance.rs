@@ -1,0 +1,81 @@
+//! Applying views, and reacting to the lease.
+//!
+//! For each new view the rebalancer
+//! 1. installs it, so handles and lifecycles route and decide by it;
+//! 2. retires every activation whose actor is not *settled* here in the view (this node owns
+//!    it in every epoch since the last stable one) — exactly the activations a new owner could
+//!    otherwise overlap with; settled ones are not touched;
+//! 3. waits until those activations have stopped (each drains its mailbox and stores);
+//! 4. reports the epoch as applied. The leader marks an epoch stable once every live member
+//!    has applied it; only then may new owners activate what moved.
+//!
+//! When the lease runs out, every activation is stopped: the node may not serve, and its
+//! actors may be handed to others once its session expires.
+
+use std::sync::Arc;
+
+use overmind_core::membership::Membership;
+
+use super::{ClusterLink, router::Kinds, stopped};
+use crate::runtime::Runtime;
+
+pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<ClusterLink>) {
+    let membership = link.membership.clone();
+    let mut views = membership.views();
+    let mut stop = link.stop.subscribe();
+    loop {
+        let current = views.borrow_and_update().clone();
+        if let Some(nv) = current {
+            let epoch = nv.view.epoch();
+            rt.placement.install(Some(nv));
+            let mut retiring = Vec::new();
+            for kind in kinds.values() {
+                kind.retire_unsettled(epoch, &mut retiring);
+            }
+            if !retiring.is_empty() {
+                tracing::info!(node = %link.config.node, epoch, moving = retiring.len(), "handing over actors");
+            }
+            futures::future::join_all(retiring).await;
+            membership.applied(epoch);
+        }
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() { return },
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Stops every activation when the lease is lost, and wakes waiting lifecycles when it
+/// changes either way.
+pub(crate) async fn watch_lease(rt: Arc<Runtime>, kinds: Kinds, link: Arc<ClusterLink>) {
+    let lease = link.membership.lease();
+    let mut changes = lease.subscribe();
+    let mut stop = link.stop.subscribe();
+    let mut was_valid = lease.is_valid();
+    loop {
+        let valid = lease.is_valid();
+        if valid != was_valid {
+            if valid {
+                tracing::info!(node = %link.config.node, "lease regained: serving again");
+            } else {
+                tracing::warn!(node = %link.config.node, "lease lost: stopping every activation");
+                for kind in kinds.values() {
+                    kind.stop_all();
+                }
+            }
+            rt.placement.changed();
+            was_valid = valid;
+        }
+        let expiry = lease.expires_at().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = async {
+                match expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}

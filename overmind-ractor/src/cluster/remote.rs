@@ -1,0 +1,432 @@
+//! Messages for actors on other nodes: sending them to the owner's router, and delivering the
+//! ones that arrive here.
+//!
+//! A user message crosses the wire in ractor's own serialization (the `RactorClusterMessage`
+//! derive): its variant name and fields go in an [`Envelope`]; a call's reply port becomes a
+//! byte port the receiving router answers through. The reply gate runs on the owner's node,
+//! so a reply crosses back only after the owner stored the state that produced it.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use overmind_core::{ActorKey, membership::Member};
+use ractor::{Message, RpcReplyPort, message::SerializedMessage};
+use tokio::sync::oneshot;
+
+use super::{
+    ClusterLink,
+    router::{RouterMsg, respond},
+    wire::{Envelope, Reply},
+};
+use crate::{
+    Error, VirtualActor,
+    registry::Kind,
+    reply::{self, Relay, Settle},
+    runtime::Runtime,
+    slot::Queued,
+};
+
+/// Most routers an envelope may pass through before it is refused: ownership that keeps
+/// moving faster than that is not worth chasing.
+const MAX_HOPS: u8 = 4;
+
+/// The outcome of a call sent to another node: Ok once the reply reached the message's port.
+pub(crate) type Outcome = oneshot::Receiver<Result<(), Error>>;
+
+fn link(rt: &Runtime, key: &ActorKey) -> Result<Arc<ClusterLink>, Error> {
+    rt.cluster.get().cloned().ok_or_else(|| Error::Unavailable {
+        key: key.clone(),
+        reason: "this node is not connected to its cluster yet".into(),
+    })
+}
+
+/// Sends `msg` for `key` to the router of `owner`. For a call, the reply completes the
+/// message's own reply port, and the returned receiver tells the outcome; a failure also
+/// fails `relay`, when the message came with one.
+pub(crate) fn send<A: VirtualActor>(
+    rt: &Runtime,
+    key: &ActorKey,
+    owner: &Member,
+    msg: A::Msg,
+    relay: Option<Arc<dyn Settle>>,
+) -> Result<Option<Outcome>, Error> {
+    let encode_error = |reason: &str| Error::Encode {
+        key: key.clone(),
+        reason: reason.to_owned(),
+    };
+    if !<A::Msg as Message>::serializable() {
+        return Err(encode_error(
+            "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
+        ));
+    }
+    let (variant, args, port) = match msg.serialize() {
+        Ok(SerializedMessage::Cast { variant, args, .. }) => (variant, args, None),
+        Ok(SerializedMessage::Call {
+            variant,
+            args,
+            reply,
+            ..
+        }) => (variant, args, Some(reply)),
+        Ok(_) => return Err(encode_error("not a cast or a call")),
+        Err(_) => return Err(encode_error("a field could not be serialized")),
+    };
+    let envelope = Envelope {
+        kind: A::KIND.to_owned(),
+        id: key.id().to_owned(),
+        epoch: rt.placement.epoch(),
+        hops: 0,
+        variant,
+        args,
+    };
+    send_envelope(&link(rt, key)?, key, &owner.name, &envelope, port, relay)
+}
+
+fn unavailable(key: &ActorKey, reason: String) -> Error {
+    Error::Unavailable {
+        key: key.clone(),
+        reason,
+    }
+}
+
+fn send_envelope(
+    link: &Arc<ClusterLink>,
+    key: &ActorKey,
+    node: &str,
+    envelope: &Envelope,
+    port: Option<RpcReplyPort<Vec<u8>>>,
+    relay: Option<Arc<dyn Settle>>,
+) -> Result<Option<Outcome>, Error> {
+    let bytes = envelope.encode();
+    let Some(port) = port else {
+        link.outbox(node).send(link, bytes, None);
+        return Ok(None);
+    };
+    let (reply_tx, reply_rx) = oneshot::channel::<Vec<u8>>();
+    link.outbox(node).send(link, bytes, Some(reply_tx));
+    let (done_tx, done_rx) = oneshot::channel();
+    let timeout = link.config.remote_timeout;
+    let (key, node) = (key.clone(), node.to_owned());
+    tokio::spawn(async move {
+        let outcome = match tokio::time::timeout(timeout, reply_rx).await {
+            Err(_) => Err(Error::Timeout {
+                key: key.clone(),
+                timeout,
+            }),
+            Ok(Err(_)) => Err(unavailable(
+                &key,
+                format!(
+                    "no reply from node {node}: the link closed, or the node could not be reached in time"
+                ),
+            )),
+            Ok(Ok(bytes)) => match Reply::decode(&bytes) {
+                Ok(Reply::Ok(payload)) => port
+                    .send(payload)
+                    .map_err(|_| Error::NoReply { key: key.clone() }),
+                Ok(Reply::Err(e)) => Err(e.into_error(&key, &node, timeout)),
+                Err(e) => Err(e),
+            },
+        };
+        // Fail the relay before the port is dropped, so the caller sees this error rather
+        // than a bare "no reply".
+        if let (Err(e), Some(relay)) = (&outcome, &relay) {
+            reply::fail(relay, e.clone());
+        }
+        let _ = done_tx.send(outcome);
+    });
+    Ok(Some(done_rx))
+}
+
+/// Frames for one peer, in the order they were sent. They go straight to the peer's router
+/// when it is linked and nothing waits; otherwise they wait here, in order, until the link is
+/// up, or fail after `unavailable_after` (a waiting call's reply port is dropped, which its
+/// sender reports as unavailable).
+pub(crate) struct Outbox {
+    node: String,
+    state: parking_lot::Mutex<OutboxState>,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    waiting: std::collections::VecDeque<Outbound>,
+    draining: bool,
+}
+
+struct Outbound {
+    msg: RouterMsg,
+    since: tokio::time::Instant,
+}
+
+impl Outbound {
+    /// Hands the frame to the router, or gives it back if the router is gone.
+    fn try_send(self, router: &ractor::ActorRef<RouterMsg>) -> Result<(), Outbound> {
+        let since = self.since;
+        router.cast(self.msg).map_err(|e| match e {
+            ractor::MessagingErr::SendErr(msg) => Outbound { msg, since },
+            // A typed router ref only refuses with the message handed back; anything else
+            // is dropped (and a call's caller hears "unavailable").
+            _ => Outbound {
+                msg: RouterMsg::Cast(Vec::new()),
+                since,
+            },
+        })
+    }
+}
+
+impl Outbox {
+    pub(crate) fn new(node: String) -> Self {
+        Self {
+            node,
+            state: parking_lot::Mutex::new(OutboxState::default()),
+        }
+    }
+
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        link: &Arc<ClusterLink>,
+        bytes: Vec<u8>,
+        reply: Option<oneshot::Sender<Vec<u8>>>,
+    ) {
+        let msg = match reply {
+            None => RouterMsg::Cast(bytes),
+            Some(reply) => RouterMsg::Call(bytes, reply.into()),
+        };
+        let mut outbound = Outbound {
+            msg,
+            since: tokio::time::Instant::now(),
+        };
+        let mut state = self.state.lock();
+        if state.waiting.is_empty() && !state.draining {
+            if let Some(router) = link.router_of(&self.node) {
+                // The common case: linked, nothing queued.
+                match outbound.try_send(&router) {
+                    Ok(()) => return,
+                    Err(back) => outbound = back,
+                }
+            }
+        }
+        state.waiting.push_back(outbound);
+        if !state.draining {
+            state.draining = true;
+            drop(state);
+            tokio::spawn(self.clone().drain(link.clone()));
+        }
+    }
+
+    async fn drain(self: Arc<Self>, link: Arc<ClusterLink>) {
+        let patience = link.config.unavailable_after;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            // A peer that left the view will not take these: route them again, by the current
+            // view, through this node's own router.
+            let router = if link.in_view(&self.node) {
+                link.router_of(&self.node)
+            } else {
+                link.local_router()
+            };
+            let expired: Vec<Outbound> = {
+                let mut state = self.state.lock();
+                if let Some(router) = &router {
+                    // Send in order; stop at the first refusal and keep the rest queued.
+                    while let Some(outbound) = state.waiting.pop_front() {
+                        if let Err(back) = outbound.try_send(router) {
+                            state.waiting.push_front(back);
+                            break;
+                        }
+                    }
+                }
+                if state.waiting.is_empty() {
+                    state.draining = false;
+                    return;
+                }
+                let now = tokio::time::Instant::now();
+                let n = state
+                    .waiting
+                    .iter()
+                    .take_while(|o| now.duration_since(o.since) > patience)
+                    .count();
+                state.waiting.drain(..n).collect()
+            };
+            if !expired.is_empty() {
+                tracing::warn!(peer = %self.node, failed = expired.len(), "no link to the peer in time; failing the messages that waited for it");
+            }
+            // Dropped outside the lock: a call's reply port closes, and its sender reports it.
+            drop(expired);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Sends the messages a slot held to the actor's new owner, in order.
+pub(crate) fn forward<A: VirtualActor>(
+    rt: &Runtime,
+    key: &ActorKey,
+    owner: &Member,
+    handed_over: Vec<A::Msg>,
+    queued: Vec<Queued<A::Msg>>,
+) {
+    for msg in handed_over {
+        if let Err(error) = send::<A>(rt, key, owner, msg, None) {
+            tracing::warn!(%key, %error, "could not forward a message to the actor's new node");
+        }
+    }
+    for Queued { msg, relay } in queued {
+        if let Err(error) = send::<A>(rt, key, owner, msg, relay.clone()) {
+            match relay {
+                Some(relay) => reply::fail(&relay, error),
+                None => {
+                    tracing::warn!(%key, %error, "could not forward a cast to the actor's node")
+                }
+            }
+        }
+    }
+}
+
+/// Delivers an envelope that arrived from another node.
+pub(crate) fn deliver<A: VirtualActor>(
+    kind: Arc<Kind<A>>,
+    rt: &Arc<Runtime>,
+    envelope: Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    if envelope.epoch <= rt.placement.epoch() {
+        return deliver_now(kind, rt, envelope, reply);
+    }
+    // The sender saw a newer view: catch up before deciding where the actor lives.
+    let rt = rt.clone();
+    tokio::spawn(async move {
+        let mut changes = rt.placement.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while rt.placement.epoch() < envelope.epoch {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        deliver_now(kind, &rt, envelope, reply);
+    });
+}
+
+fn decode<A: VirtualActor>(serialized: SerializedMessage) -> Result<A::Msg, Error> {
+    let bad = |why: &str| Error::BadFrame {
+        reason: format!(
+            "a message for kind {:?} {why} as {}",
+            A::KIND,
+            std::any::type_name::<A::Msg>()
+        ),
+    };
+    // A field's `from_bytes` cannot report errors; some panic instead.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| A::Msg::deserialize(serialized))) {
+        Ok(Ok(msg)) => Ok(msg),
+        Ok(Err(_)) => Err(bad("does not decode (unknown variant, or bad fields)")),
+        Err(_) => Err(bad("panicked while decoding")),
+    }
+}
+
+fn deliver_now<A: VirtualActor>(
+    kind: Arc<Kind<A>>,
+    rt: &Arc<Runtime>,
+    envelope: Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    let key = match ActorKey::new(A::KIND, envelope.id.clone()) {
+        Ok(key) => key,
+        Err(e) => return respond(reply, Err(e.into())),
+    };
+    if let Some(owner) = rt.placement.remote_owner(&key.to_string()) {
+        // The sender's view was older than ours: pass it on.
+        if envelope.hops >= MAX_HOPS {
+            return respond(
+                reply,
+                Err(unavailable(
+                    &key,
+                    "its ownership kept moving while the message chased it".into(),
+                )),
+            );
+        }
+        let forwarded = Envelope {
+            hops: envelope.hops + 1,
+            ..envelope
+        };
+        return relay_on(rt, &key, &owner, &forwarded, reply);
+    }
+    let slot = kind.slot(key.clone());
+    let Envelope { variant, args, .. } = envelope;
+    match reply {
+        None => {
+            let msg = match decode::<A>(SerializedMessage::Cast {
+                variant,
+                args,
+                metadata: None,
+            }) {
+                Ok(msg) => msg,
+                Err(error) => return tracing::warn!(%key, %error, "dropping an undecodable cast"),
+            };
+            if let Err(e) = slot.send(msg, None) {
+                tracing::warn!(%key, error = %e.error, "could not deliver a cast from another node");
+            }
+        }
+        Some(reply) => {
+            let (port, relay, caller) = Relay::<Vec<u8>>::remote(slot.gate.clone());
+            let msg = match decode::<A>(SerializedMessage::Call {
+                variant,
+                args,
+                reply: port.into(),
+                metadata: None,
+            }) {
+                Ok(msg) => msg,
+                Err(error) => {
+                    tracing::warn!(%key, %error, "answering an undecodable call with an error");
+                    return respond(Some(reply), Err(error));
+                }
+            };
+            if let Err(e) = slot.send(msg, Some(relay)) {
+                return respond(Some(reply), Err(e.error));
+            }
+            let key = key.clone();
+            tokio::spawn(async move {
+                let result = caller.await.unwrap_or(Err(Error::NoReply { key }));
+                respond(Some(reply), result);
+            });
+        }
+    }
+}
+
+/// Passes an envelope on to `owner`, piping a call's reply back.
+fn relay_on(
+    rt: &Runtime,
+    key: &ActorKey,
+    owner: &Member,
+    envelope: &Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    let link = match link(rt, key) {
+        Ok(link) => link,
+        Err(e) => return respond(reply, Err(e)),
+    };
+    let bytes = envelope.encode();
+    let Some(reply) = reply else {
+        link.outbox(&owner.name).send(&link, bytes, None);
+        return;
+    };
+    let (tx, rx) = oneshot::channel::<Vec<u8>>();
+    link.outbox(&owner.name).send(&link, bytes, Some(tx));
+    let timeout = link.config.remote_timeout;
+    let (key, node) = (key.clone(), owner.name.clone());
+    tokio::spawn(async move {
+        match tokio::time::timeout(timeout, rx).await {
+            // The owner's reply frame goes back unchanged.
+            Ok(Ok(bytes)) => {
+                let _ = reply.send(bytes);
+            }
+            Ok(Err(_)) => respond(
+                Some(reply),
+                Err(unavailable(
+                    &key,
+                    format!("the link to node {node} closed before it replied"),
+                )),
+            ),
+            Err(_) => respond(Some(reply), Err(Error::Timeout { key, timeout })),
+        }
+    });
+}

@@ -1,0 +1,98 @@
+//! The router: one actor per node that takes messages from other nodes and delivers them to
+//! the local activation (or forwards them to the owner, when the sender's view was stale).
+//!
+//! Routers are found through a process group per node, `overmind/<cluster>/router/<node>`;
+//! ractor_cluster makes a peer's router visible here once the link is up. Virtual actors are
+//! never announced to peers: they stay local, and only routers cross the wire.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+
+use super::wire::{Envelope, Reply, WireError};
+use crate::{Error, registry::AnyKind, runtime::Runtime};
+
+/// Messages between routers. Both carry an [`Envelope`]; calls get a [`Reply`] back.
+#[derive(RactorClusterMessage)]
+pub enum RouterMsg {
+    /// A cast for an actor on this node.
+    Cast(Vec<u8>),
+    /// A call for an actor on this node; the reply is an encoded reply frame.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+pub(crate) fn group(cluster: &str, node: &str) -> String {
+    format!("overmind/{cluster}/router/{node}")
+}
+
+/// The router of `node`, if it is visible (the local one, or a peer's once linked).
+pub(crate) fn router_of(cluster: &str, node: &str) -> Option<ActorRef<RouterMsg>> {
+    ractor::pg::get_members(&group(cluster, node))
+        .into_iter()
+        .find(|cell| cell.get_status() < ractor::ActorStatus::Stopping)
+        .map(ActorRef::from)
+}
+
+pub(crate) type Kinds = Arc<HashMap<&'static str, Arc<dyn AnyKind>>>;
+
+pub(crate) struct Router {
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) kinds: Kinds,
+}
+
+/// Answers a call (nothing to do for a cast).
+pub(crate) fn respond(reply: Option<RpcReplyPort<Vec<u8>>>, result: Result<Vec<u8>, Error>) {
+    if let Some(reply) = reply {
+        let _ = reply.send(Reply::from_result(result).encode());
+    }
+}
+
+impl Router {
+    fn deliver(&self, bytes: Vec<u8>, reply: Option<RpcReplyPort<Vec<u8>>>) {
+        let envelope = match Envelope::decode(&bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "a router received an undecodable frame");
+                return respond(reply, Err(error));
+            }
+        };
+        let Some(kind) = self.kinds.get(envelope.kind.as_str()) else {
+            let reason = format!(
+                "actor kind {:?} is not registered on this node",
+                envelope.kind
+            );
+            tracing::warn!(%reason, "a router received a message for an unknown kind");
+            if let Some(reply) = reply {
+                let _ = reply.send(Reply::Err(WireError::Other(reason)).encode());
+            }
+            return;
+        };
+        kind.clone().deliver(&self.rt, envelope, reply);
+    }
+}
+
+impl Actor for Router {
+    type Msg = RouterMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<RouterMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        msg: RouterMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        // Never fails: a bad frame is answered and logged, and the router carries on.
+        match msg {
+            RouterMsg::Cast(bytes) => self.deliver(bytes, None),
+            RouterMsg::Call(bytes, reply) => self.deliver(bytes, Some(reply)),
+        }
+        Ok(())
+    }
+}

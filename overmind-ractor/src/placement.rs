@@ -1,0 +1,166 @@
+//! Where an actor may live right now, as this node sees it: the current view, its epoch, and
+//! the node's lease.
+//!
+//! A single node owns everything and never changes its mind. In a cluster the view comes from
+//! the membership provider; the rebalancer installs each new view here, and everything that
+//! routes or activates asks this module.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use overmind_core::membership::{Lease, Member, Membership, NodeView};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+/// What may happen to an actor on this node now.
+#[derive(Debug, Clone)]
+pub(crate) enum Decision {
+    /// This node may activate it: it owns it and no other node can hold an activation.
+    Activate,
+    /// Another node owns it: send it there.
+    Elsewhere(Member),
+    /// Not yet: the lease is not held, no view is known, or the epoch that gave this node the
+    /// actor is not stable yet.
+    Wait(&'static str),
+}
+
+pub(crate) struct Placement {
+    node: String,
+    lease: Arc<Lease>,
+    /// Whether the view can ever change (a single node): then every check short-circuits.
+    fixed: bool,
+    current: RwLock<Option<NodeView>>,
+    epoch: AtomicU64,
+    /// Bumped whenever the view or the lease changes, for waiters.
+    changes: watch::Sender<u64>,
+    /// How long a message waits for its actor to become placeable before failing.
+    pub(crate) unavailable_after: Duration,
+}
+
+impl Placement {
+    /// Placement for a membership provider. `fixed` for one that never changes.
+    pub(crate) fn new(
+        membership: Arc<dyn Membership>,
+        fixed: bool,
+        unavailable_after: Duration,
+    ) -> Self {
+        let current = membership.views().borrow().clone();
+        let epoch = current.as_ref().map_or(0, |v| v.view.epoch());
+        Self {
+            node: membership.node().to_owned(),
+            lease: membership.lease(),
+            fixed,
+            current: RwLock::new(current),
+            epoch: AtomicU64::new(epoch),
+            changes: watch::channel(0).0,
+            unavailable_after,
+        }
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(crate) fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
+    /// The epoch of the installed view; handles re-resolve when it changes.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn view(&self) -> Option<NodeView> {
+        self.current.read().clone()
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Installs a new view (the rebalancer does this before retiring what moved).
+    pub(crate) fn install(&self, view: Option<NodeView>) {
+        let epoch = view.as_ref().map_or(0, |v| v.view.epoch());
+        *self.current.write() = view;
+        self.epoch.store(epoch, Ordering::Release);
+        self.changed();
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Wakes everything waiting for placement to change (a new view, a lease change).
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether this node may serve at all right now.
+    pub(crate) fn serving(&self) -> bool {
+        self.fixed || self.lease.is_valid()
+    }
+
+    #[cfg(feature = "cluster")]
+    /// The current owner of `key`, if it is another node.
+    pub(crate) fn remote_owner(&self, key: &str) -> Option<Member> {
+        self.remote_owner_by_hash(overmind_core::ring::key_hash(key))
+    }
+
+    #[cfg(feature = "cluster")]
+    /// The current owner of the key with hash `hash`, if it is another node.
+    pub(crate) fn remote_owner_by_hash(&self, hash: u64) -> Option<Member> {
+        if self.fixed {
+            return None;
+        }
+        let current = self.current.read();
+        let view = &current.as_ref()?.view;
+        let owner = view.ring().owner_of_hash(hash)?;
+        (owner != self.node)
+            .then(|| view.member(owner).cloned())
+            .flatten()
+    }
+
+    /// What may happen to `key` on this node now, and the epoch of the view that decided.
+    pub(crate) fn decide(&self, key: &str) -> (u64, Decision) {
+        if self.fixed {
+            return (self.epoch(), Decision::Activate);
+        }
+        let current = self.current.read();
+        let Some(nv) = current.as_ref() else {
+            return (0, Decision::Wait("this node has no view of the cluster"));
+        };
+        let view = &nv.view;
+        let decision = match view.owner(key) {
+            None => Decision::Wait("the cluster has no members"),
+            Some(owner) if owner != self.node => match view.member(owner) {
+                Some(m) => Decision::Elsewhere(m.clone()),
+                None => Decision::Wait("the owner is not in the view"),
+            },
+            Some(_) if !nv.is_member() => {
+                Decision::Wait("this node is not a member of the current view")
+            }
+            Some(_) if !self.lease.is_valid() => Decision::Wait("this node's lease has expired"),
+            Some(_) if !view.settled_owner(key, &self.node) => {
+                Decision::Wait("waiting for the previous owner to release the actor")
+            }
+            Some(_) => Decision::Activate,
+        };
+        (view.epoch(), decision)
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Whether an activation of `key` may go on existing here: the same condition as
+    /// activating. The rebalancer retires every activation for which this is false.
+    pub(crate) fn settled_here(&self, key: &str) -> bool {
+        if self.fixed {
+            return true;
+        }
+        let current = self.current.read();
+        current
+            .as_ref()
+            .is_some_and(|nv| nv.is_member() && nv.view.settled_owner(key, &self.node))
+    }
+}

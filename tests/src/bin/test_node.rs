@@ -1,0 +1,271 @@
+//! A cluster node for multi-process tests: joins through ZooKeeper, stores in PostgreSQL, and
+//! takes JSON-line commands on stdin, answering on stdout (with `"req"` echoed). It also prints
+//! an event for every view it sees.
+//!
+//! Usage: `overmind-test-node --zk HOST:PORT --cluster NAME --node NAME --store URL
+//! [--cookie C] [--session-timeout-ms N] [--unavailable-ms N]`
+
+use std::{collections::HashMap, io::Write, sync::Arc, time::Duration};
+
+use overmind_core::store::PostgresStore;
+use overmind_ractor::{
+    Error, Overmind,
+    cluster::ClusterConfig,
+    prelude::*,
+    ractor::{ActorProcessingErr, ActorRef, RpcReplyPort},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    value: i64,
+}
+
+#[derive(RactorClusterMessage)]
+enum CounterMsg {
+    Add(i64),
+    #[rpc]
+    AddAndGet(i64, RpcReplyPort<i64>),
+    #[rpc]
+    Get(RpcReplyPort<i64>),
+}
+
+#[derive(Default)]
+struct CounterActor;
+
+#[virtual_actor(kind = "counter", passivate_after = "10m")]
+impl Actor for CounterActor {
+    type Msg = CounterMsg;
+    type State = Counter;
+
+    async fn handle(
+        &self,
+        _: ActorRef<CounterMsg>,
+        msg: CounterMsg,
+        c: &mut Counter,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CounterMsg::Add(n) => c.value += n,
+            CounterMsg::AddAndGet(n, reply) => {
+                c.value += n;
+                let _ = reply.send(c.value);
+            }
+            CounterMsg::Get(reply) => {
+                let _ = reply.send(c.value);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn emit(value: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+fn args() -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if let (Some(name), Some(value)) = (flag.strip_prefix("--"), it.next()) {
+            out.insert(name.to_owned(), value);
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,ractor_cluster=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = args();
+    let get = |k: &str| args.get(k).cloned().unwrap_or_default();
+    let ms = |k: &str, default: u64| {
+        Duration::from_millis(args.get(k).and_then(|v| v.parse().ok()).unwrap_or(default))
+    };
+    let store = match PostgresStore::connect(&get("store"), 16).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            emit(json!({"event": "failed", "error": e.to_string()}));
+            std::process::exit(1);
+        }
+    };
+    let cookie = args
+        .get("cookie")
+        .cloned()
+        .unwrap_or_else(|| "test-cookie".into());
+    let mut config = ClusterConfig::new(get("zk"), get("cluster"), get("node"), cookie)
+        .session_timeout(ms("session-timeout-ms", 2000))
+        .unavailable_after(ms("unavailable-ms", 20_000))
+        .join_timeout(Duration::from_secs(30));
+    if let Some(dir) = args.get("tls-dir") {
+        let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f)).unwrap_or_default();
+        match overmind_ractor::cluster::Tls::from_pem(
+            &read("node.pem"),
+            &read("node.key"),
+            &read("ca.pem"),
+            "overmind.test",
+        ) {
+            Ok(tls) => config = config.tls(tls),
+            Err(e) => {
+                emit(json!({"event": "failed", "error": e}));
+                std::process::exit(1);
+            }
+        }
+    }
+    let overmind = match Overmind::builder()
+        .store(store)
+        .cluster(config)
+        .register::<CounterActor>()
+        .spawn()
+        .await
+    {
+        Ok(om) => om,
+        Err(e) => {
+            emit(json!({"event": "failed", "error": e.to_string()}));
+            std::process::exit(1);
+        }
+    };
+    let addr = overmind
+        .cluster_info()
+        .members
+        .iter()
+        .find(|(n, _)| *n == get("node"))
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default();
+    emit(
+        json!({"event": "ready", "node": overmind.cluster_info().node, "pid": std::process::id(), "addr": addr}),
+    );
+
+    // Report every view this node installs.
+    let watcher = overmind.clone();
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let info = watcher.cluster_info();
+            let seen = (info.epoch, info.stable, info.is_member);
+            if last != Some(seen) {
+                last = Some(seen);
+                let members: Vec<&String> = info.members.iter().map(|(n, _)| n).collect();
+                emit(
+                    json!({"event": "view", "epoch": info.epoch, "stable": info.stable, "members": members,
+                            "member": info.is_member, "t_ms": now_ms() as u64}),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
+            emit(json!({"error": format!("bad command: {line}")}));
+            continue;
+        };
+        let om = overmind.clone();
+        let req = cmd["req"].clone();
+        let op = cmd["op"].as_str().unwrap_or_default().to_owned();
+        if op == "shutdown" {
+            let result = om.shutdown().await;
+            emit(json!({"req": req, "ok": result.is_ok()}));
+            std::process::exit(0);
+        }
+        tokio::spawn(async move {
+            let reply = handle(&om, &op, &cmd).await;
+            let mut reply = reply;
+            reply["req"] = req;
+            emit(reply);
+        });
+    }
+}
+
+fn result(r: Result<i64, Error>) -> Value {
+    match r {
+        Ok(v) => json!({"ok": v}),
+        Err(e) => json!({"err": e.to_string()}),
+    }
+}
+
+async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
+    let id = cmd["id"].as_str().unwrap_or_default().to_owned();
+    let n = cmd["n"].as_i64().unwrap_or(0);
+    let timeout = cmd["timeout_ms"].as_u64().map(Duration::from_millis);
+    match op {
+        "add" => result(
+            om.actor::<CounterActor>(id)
+                .call(|r| CounterMsg::AddAndGet(n, r), timeout)
+                .await,
+        ),
+        "get" => result(
+            om.actor::<CounterActor>(id)
+                .call(CounterMsg::Get, timeout)
+                .await,
+        ),
+        "cast" => match om.actor::<CounterActor>(id).cast(CounterMsg::Add(n)) {
+            Ok(()) => json!({"ok": 0}),
+            Err(e) => json!({"err": e.to_string()}),
+        },
+        "owners" => {
+            let prefix = cmd["prefix"].as_str().unwrap_or_default();
+            let count = cmd["count"].as_u64().unwrap_or(0);
+            let owners: Vec<Option<String>> = (0..count)
+                .map(|i| om.owner_of::<CounterActor>(&format!("{prefix}{i}")))
+                .collect();
+            json!({"owners": owners})
+        }
+        "touch" => {
+            // Sends `n` (0: a read) to `count` actors, 64 at a time; reports failures.
+            let prefix = cmd["prefix"].as_str().unwrap_or_default().to_owned();
+            let count = cmd["count"].as_u64().unwrap_or(0);
+            let mut errors = Vec::new();
+            let mut values = Vec::new();
+            let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+            for chunk in ids.chunks(64) {
+                let calls = chunk.iter().map(|id| {
+                    let h = om.actor::<CounterActor>(id.clone());
+                    async move {
+                        if n == 0 {
+                            h.call(CounterMsg::Get, timeout).await
+                        } else {
+                            h.call(|r| CounterMsg::AddAndGet(n, r), timeout).await
+                        }
+                    }
+                });
+                for r in futures::future::join_all(calls).await {
+                    match r {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            values.push(i64::MIN);
+                            errors.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            errors.truncate(5);
+            json!({"values": values, "errors": errors})
+        }
+        "stats" => {
+            let s = om.stats();
+            let info = om.cluster_info();
+            let remote = om.remote_actor_count().await;
+            json!({"active": s.active, "activations": s.activations, "moved": s.moved, "writes": s.writes, "remote_actors": remote,
+                   "epoch": info.epoch, "stable": info.stable, "serving": info.serving, "member": info.is_member})
+        }
+        other => json!({"err": format!("unknown op {other:?}")}),
+    }
+}

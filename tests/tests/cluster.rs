@@ -1,0 +1,519 @@
+//! Multi-process cluster tests: real ZooKeeper, real PostgreSQL, each node its own process.
+
+use std::time::{Duration, Instant};
+
+use overmind_tests::{
+    cluster::{Node, NodeSpec},
+    postgres::Postgres,
+    zookeeper::ZooKeeper,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_overmind-test-node");
+
+async fn node(zk: &ZooKeeper, pg: &Postgres, name: &str) -> Node {
+    node_with(zk, pg, name, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("node {name}: {e}"))
+}
+
+async fn node_with(
+    zk: &ZooKeeper,
+    pg: &Postgres,
+    name: &str,
+    extra: Vec<(&str, String)>,
+) -> Result<Node, String> {
+    Node::start(NodeSpec {
+        bin: BIN,
+        zk,
+        pg,
+        cluster: "test",
+        name,
+        extra,
+    })
+    .await
+}
+
+fn count_by_owner(owners: &[Option<String>]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for o in owners {
+        *counts
+            .entry(o.clone().expect("every key has an owner"))
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_10000_actors_and_a_fourth_takes_a_quarter() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b, c) = (
+        node(&zk, &pg, "a").await,
+        node(&zk, &pg, "b").await,
+        node(&zk, &pg, "c").await,
+    );
+    for n in [&a, &b, &c] {
+        n.wait_stable(&["a", "b", "c"]).await;
+    }
+    const N: usize = 10_000;
+    let owners = a.owners("acct-", N).await;
+    assert_eq!(
+        owners,
+        b.owners("acct-", N).await,
+        "a and b agree on every owner"
+    );
+    assert_eq!(
+        owners,
+        c.owners("acct-", N).await,
+        "a and c agree on every owner"
+    );
+    let counts = count_by_owner(&owners);
+    for (node, n) in &counts {
+        let share = *n as f64 / (N as f64 / 3.0);
+        assert!(
+            (0.85..=1.15).contains(&share),
+            "{node} owns {n} of {N}: {counts:?}"
+        );
+    }
+
+    // Every actor, written through one node, is activated where the ring says.
+    let (values, errors) = a.touch("acct-", N, 1).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(values.iter().all(|v| *v == 1));
+    for (n, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let s = n.stats().await;
+        assert_eq!(
+            s["active"].as_u64(),
+            Some(counts[name] as u64),
+            "{name}: {s}"
+        );
+        // Activations stay local: a node holds stubs for its peers' routers only, not for the
+        // thousands of actors they run.
+        assert!(
+            s["remote_actors"].as_u64().unwrap() <= 4,
+            "{name} mirrors remote actors: {s}"
+        );
+    }
+
+    // A fourth node joins: about a quarter of the actors move to it, and no other moves.
+    let before: Vec<serde_json::Value> =
+        futures::future::join_all([&a, &b, &c].map(|n| n.stats())).await;
+    let d = node(&zk, &pg, "d").await;
+    for n in [&a, &b, &c, &d] {
+        n.wait_stable(&["a", "b", "c", "d"]).await;
+    }
+    let after_owners = d.owners("acct-", N).await;
+    assert_eq!(after_owners, a.owners("acct-", N).await);
+    let moved: Vec<usize> = (0..N).filter(|&i| owners[i] != after_owners[i]).collect();
+    assert!(
+        moved
+            .iter()
+            .all(|&i| after_owners[i].as_deref() == Some("d")),
+        "keys only move to the new node"
+    );
+    let share = moved.len() as f64 / N as f64;
+    assert!(
+        (0.20..=0.30).contains(&share),
+        "{} of {N} moved",
+        moved.len()
+    );
+    for (i, (n, name)) in [(&a, "a"), (&b, "b"), (&c, "c")].into_iter().enumerate() {
+        let s = n.stats().await;
+        let lost = moved
+            .iter()
+            .filter(|&&k| owners[k].as_deref() == Some(name))
+            .count() as u64;
+        assert_eq!(
+            s["moved"].as_u64(),
+            Some(lost),
+            "{name} stopped exactly the actors it lost: {s}"
+        );
+        assert_eq!(
+            s["active"].as_u64(),
+            Some(counts[name] as u64 - lost),
+            "{name}: {s}"
+        );
+        assert_eq!(
+            s["activations"], before[i]["activations"],
+            "{name} re-activated nothing"
+        );
+    }
+    // The moved actors come back on d with their state.
+    let (values, errors) = b.touch("acct-", N, 0).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(values.iter().all(|v| *v == 1), "every actor kept its state");
+    let ds = d.stats().await;
+    assert_eq!(ds["activations"].as_u64(), Some(moved.len() as u64), "{ds}");
+    // d was announced thousands of activations when it linked; it keeps only the routers.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let remote = d.stats().await["remote_actors"].as_u64().unwrap();
+        if remote <= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "d still mirrors {remote} remote actors"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (n, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let s = n.stats().await;
+        assert_eq!(
+            s["moved"].as_u64(),
+            Some(
+                moved
+                    .iter()
+                    .filter(|&&k| owners[k].as_deref() == Some(name))
+                    .count() as u64
+            )
+        );
+    }
+}
+
+async fn three(zk: &ZooKeeper, pg: &Postgres) -> (Node, Node, Node) {
+    let (a, b, c) = (
+        node(zk, pg, "a").await,
+        node(zk, pg, "b").await,
+        node(zk, pg, "c").await,
+    );
+    for n in [&a, &b, &c] {
+        n.wait_stable(&["a", "b", "c"]).await;
+    }
+    (a, b, c)
+}
+
+fn owned_by(owners: &[Option<String>], name: &str, prefix: &str) -> Vec<String> {
+    owners
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.as_deref() == Some(name))
+        .map(|(i, _)| format!("{prefix}{i}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_hands_its_actors_over_with_their_state() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, mut b, c) = three(&zk, &pg).await;
+    const N: usize = 600;
+    let (values, errors) = a.touch("k", N, 5).await;
+    assert!(
+        errors.is_empty() && values.iter().all(|v| *v == 5),
+        "{errors:?}"
+    );
+    let on_b = owned_by(&a.owners("k", N).await, "b", "k");
+    assert!(on_b.len() > 100, "b owns a share: {}", on_b.len());
+    assert!(b.shutdown().await, "b leaves cleanly");
+    for n in [&a, &c] {
+        n.wait_stable(&["a", "c"]).await;
+    }
+    let (values, errors) = c.touch("k", N, 0).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(values.iter().all(|v| *v == 5), "every actor kept its state");
+    let sa = a.stats().await;
+    let sc = c.stats().await;
+    assert_eq!(
+        (sa["activations"].as_u64().unwrap() + sc["activations"].as_u64().unwrap()) as usize,
+        N,
+        "b's actors were activated once each, elsewhere: {sa} {sc}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_dies_and_a_new_one_publishes_within_the_session_timeout() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (mut a, b, c) = three(&zk, &pg).await; // a registered first: the leader
+    const N: usize = 300;
+    let (_, errors) = b.touch("k", N, 1).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let key = owned_by(&b.owners("k", N).await, "a", "k")
+        .pop()
+        .expect("a owns a key");
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let killed = Instant::now();
+    a.kill().await;
+    // A view without a, published by the new leader.
+    let seen = c
+        .wait_event("a view without a", Duration::from_secs(30), |e| {
+            e["event"] == "view"
+                && e["members"]
+                    .as_array()
+                    .is_some_and(|m| m.len() == 2 && !m.contains(&"a".into()))
+        })
+        .await
+        .unwrap();
+    let published_after = seen["t_ms"].as_u64().unwrap().saturating_sub(killed_ms);
+    let session_timeout = 2000;
+    assert!(
+        published_after <= session_timeout + 1000,
+        "new view {published_after} ms after the leader died (session timeout {session_timeout} ms)"
+    );
+    // a's actors serve again, with their state, on their new owners.
+    loop {
+        match c.get_within(&key, Duration::from_millis(500)).await {
+            Ok(v) => {
+                assert_eq!(v, 1);
+                break;
+            }
+            Err(_) if killed.elapsed() < Duration::from_secs(30) => {}
+            Err(e) => panic!("{key} never served again: {e}"),
+        }
+    }
+    let serving_after = killed.elapsed();
+    println!(
+        "leader killed: new view after {published_after} ms; its actors serving again after {serving_after:?}"
+    );
+    let (values, errors) = b.touch("k", N, 0).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(values.iter().all(|v| *v == 1), "no state lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_carries_on_through_a_zookeeper_restart() {
+    let mut zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b, c) = three(&zk, &pg).await;
+    const N: usize = 200;
+    let (_, errors) = a.touch("k", N, 1).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    zk.kill();
+    // Without ZooKeeper the leases run out: nothing is served (consistency first)...
+    b.wait_event("the lease lost", Duration::from_secs(10), |_| true)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    zk.restart();
+    // ...and once it is back, the sessions resume and every actor answers with its state.
+    let (values, errors) = b.touch("k", N, 1).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        values.iter().all(|v| *v == 2),
+        "every increment survived: {values:?}"
+    );
+    let (values, errors) = c.touch("k", N, 0).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(values.iter().all(|v| *v == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_the_wrong_cookie_is_refused() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let a = node(&zk, &pg, "a").await;
+    a.wait_stable(&["a"]).await;
+    // A node with another cookie cannot join the cluster...
+    let refused = node_with(&zk, &pg, "x", vec![("cookie", "not-the-cookie".into())]).await;
+    let err = refused.err().expect("refused");
+    assert!(err.contains("cookie"), "{err}");
+    // ...and ractor_cluster refuses its link, too.
+    let addr = a
+        .wait_event("ready", Duration::from_secs(1), |e| e["event"] == "ready")
+        .await
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = ractor_cluster::NodeServer::new(
+        0,
+        "not-the-cookie".into(),
+        "intruder".into(),
+        "overmind".into(),
+        None,
+        None,
+    )
+    .with_listen_addr([127, 0, 0, 1].into());
+    let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
+    ractor_cluster::client_connect(&server, addr.as_str())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sessions = ractor::call!(server, ractor_cluster::NodeServerMessage::GetSessions).unwrap();
+    assert!(sessions.is_empty(), "the link was not kept: {sessions:?}");
+    assert!(
+        overmind_ractor::ractor::pg::get_members(&"overmind/test/router/a".to_string()).is_empty()
+    );
+    server.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_frame_gets_a_typed_error_and_the_router_carries_on() {
+    use overmind_ractor::cluster::{RouterMsg, decode_reply};
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let a = node(&zk, &pg, "a").await;
+    a.wait_stable(&["a"]).await;
+    let addr = a
+        .wait_event("ready", Duration::from_secs(1), |e| e["event"] == "ready")
+        .await
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // This test process links to node a as a plain ractor_cluster node.
+    let server = ractor_cluster::NodeServer::new(
+        0,
+        "test-cookie".into(),
+        "prober".into(),
+        "overmind".into(),
+        None,
+        None,
+    )
+    .with_listen_addr([127, 0, 0, 1].into());
+    let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
+    ractor_cluster::client_connect(&server, addr.as_str())
+        .await
+        .unwrap();
+    let group = "overmind/test/router/a".to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let router: ractor::ActorRef<RouterMsg> = loop {
+        if let Some(cell) = ractor::pg::get_members(&group).into_iter().next() {
+            break cell.into();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node a's router never became visible"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for garbage in [vec![], vec![9, 9, 9], vec![1, 255, 255, 255, 255]] {
+        let reply = ractor::call_t!(router, RouterMsg::Call, 5000, garbage.clone())
+            .expect("the router answers");
+        let err = decode_reply(&reply).expect_err("an error, not a reply");
+        assert!(err.contains("BadFrame"), "{garbage:?}: {err}");
+    }
+    // The router survived: node a still serves through it.
+    assert_eq!(a.add("k1", 3).await, Ok(3));
+    server.stop(None);
+}
+
+/// A CA and one node certificate for `overmind.test`, made with the openssl command.
+fn tls_material(dir: &std::path::Path, ca_name: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={ca_name}"),
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=overmind.test",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:overmind.test\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write the extensions file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "node.pem",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_over_mutual_tls_and_refuse_a_foreign_certificate() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let good = tempfile::tempdir().unwrap();
+    tls_material(good.path(), "cluster CA");
+    let tls = |dir: &std::path::Path| vec![("tls-dir", dir.display().to_string())];
+    let a = node_with(&zk, &pg, "a", tls(good.path())).await.unwrap();
+    let b = node_with(&zk, &pg, "b", tls(good.path())).await.unwrap();
+    for n in [&a, &b] {
+        n.wait_stable(&["a", "b"]).await;
+    }
+    let (values, errors) = a.touch("k", 200, 1).await;
+    assert!(
+        errors.is_empty(),
+        "calls between TLS nodes work: {errors:?}"
+    );
+    assert!(values.iter().all(|v| *v == 1));
+    assert!(
+        b.stats().await["activations"].as_u64().unwrap() > 0,
+        "b served some"
+    );
+
+    // A node whose certificate comes from another CA joins ZooKeeper (same cookie) but no link
+    // to it comes up: messages for its actors fail rather than reach it.
+    let foreign = tempfile::tempdir().unwrap();
+    tls_material(foreign.path(), "some other CA");
+    let mut extra = tls(foreign.path());
+    extra.push(("unavailable-ms", "2000".into()));
+    let c = node_with(&zk, &pg, "c", extra).await.unwrap();
+    for n in [&a, &b, &c] {
+        n.wait_event("a view with c", Duration::from_secs(30), |e| {
+            e["event"] == "view" && e["members"].as_array().is_some_and(|m| m.len() == 3)
+        })
+        .await
+        .unwrap();
+    }
+    let on_c = owned_by(&a.owners("k", 200).await, "c", "k");
+    let err = a
+        .get_within(&on_c[0], Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("unavailable") || err.contains("no reply"),
+        "{err}"
+    );
+    assert_eq!(
+        c.stats().await["activations"].as_u64(),
+        Some(0),
+        "nothing reached c"
+    );
+}
