@@ -21,7 +21,10 @@ struct Account {
     balance: i64,
 }
 
-#[cfg_attr(feature = "cluster", derive(overmind_ractor::ractor_cluster::RactorMessage))]
+#[cfg_attr(
+    feature = "cluster",
+    derive(overmind_ractor::ractor_cluster::RactorMessage)
+)]
 enum AccountMsg {
     Deposit(i64, RpcReplyPort<i64>),
     Balance(RpcReplyPort<i64>),

@@ -16,7 +16,7 @@
 //!   undo it.
 //! - Concurrent conditional writes to one key: exactly one of those expecting the same version wins.
 //!
-//! [`crate::testkit`] holds the suite every implementation must pass.
+//! The `testkit` module (feature `testkit`) holds the suite every implementation must pass.
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 

@@ -1,12 +1,12 @@
 //! Clustering (feature `cluster`): membership in ZooKeeper, placement on the ring, routing
 //! between nodes over ractor_cluster, and rebalancing when the view changes.
 //!
-//! - [`connect`]: the node server and the links to the members of the view (with backoff).
-//! - [`router`]: one router actor per node, reachable from peers through a process group;
+//! - `connect`: the node server and the links to the members of the view (with backoff).
+//! - `router`: one router actor per node, reachable from peers through a process group;
 //!   virtual actors themselves stay local.
-//! - [`remote`]: sending a message to the node that owns its actor, and back.
-//! - [`rebalance`]: applying each new view (retiring what moved), and the lease monitor.
-//! - [`wire`]: the frames routers exchange.
+//! - `remote`: sending a message to the node that owns its actor, and back.
+//! - `rebalance`: applying each new view (retiring what moved), and the lease monitor.
+//! - `wire`: the frames routers exchange.
 
 pub(crate) mod connect;
 pub(crate) mod rebalance;

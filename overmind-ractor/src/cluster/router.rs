@@ -13,7 +13,8 @@ use ractor_cluster::RactorClusterMessage;
 use super::wire::{Envelope, Reply, WireError};
 use crate::{Error, registry::AnyKind, runtime::Runtime};
 
-/// Messages between routers. Both carry an [`Envelope`]; calls get a [`Reply`] back.
+/// Messages between routers. Both carry an envelope (the actor, the sender's epoch and the
+/// message as ractor serializes it); calls get a reply frame back.
 #[derive(RactorClusterMessage)]
 pub enum RouterMsg {
     /// A cast for an actor on this node.

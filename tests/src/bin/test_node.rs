@@ -35,6 +35,40 @@ enum CounterMsg {
 #[derive(Default)]
 struct CounterActor;
 
+/// A plain ractor_cluster actor: the baseline for remote call latency.
+#[derive(RactorClusterMessage)]
+enum EchoMsg {
+    #[rpc]
+    Ping(u64, RpcReplyPort<u64>),
+}
+
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<EchoMsg>,
+        msg: EchoMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let EchoMsg::Ping(n, reply) = msg;
+        let _ = reply.send(n);
+        Ok(())
+    }
+}
+
+fn echo_group(node: &str) -> String {
+    format!("bench/echo/{node}")
+}
+
 #[virtual_actor(kind = "counter", passivate_after = "10m")]
 impl Actor for CounterActor {
     type Msg = CounterMsg;
@@ -148,6 +182,9 @@ async fn main() {
         .find(|(n, _)| *n == get("node"))
         .map(|(_, a)| a.clone())
         .unwrap_or_default();
+    if let Ok((echo, _)) = Actor::spawn(None, Echo, ()).await {
+        overmind_ractor::ractor::pg::join(echo_group(&get("node")), vec![echo.get_cell()]);
+    }
     emit(
         json!({"event": "ready", "node": overmind.cluster_info().node, "pid": std::process::id(), "addr": addr}),
     );
@@ -266,6 +303,99 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
             json!({"active": s.active, "activations": s.activations, "moved": s.moved, "writes": s.writes, "remote_actors": remote,
                    "epoch": info.epoch, "stable": info.stable, "serving": info.serving, "member": info.is_member})
         }
+        "groups" => {
+            let groups: Vec<(String, usize)> =
+                overmind_ractor::ractor::pg::which_scopes_and_groups()
+                    .into_iter()
+                    .map(|k| {
+                        let n = overmind_ractor::ractor::pg::get_scoped_members(
+                            &k.get_scope(),
+                            &k.get_group(),
+                        )
+                        .len();
+                        (k.get_group(), n)
+                    })
+                    .collect();
+            json!({"groups": groups})
+        }
+        "bench" => {
+            bench(
+                om,
+                cmd["target"].as_str().unwrap_or_default(),
+                cmd["n"].as_u64().unwrap_or(2000) as usize,
+            )
+            .await
+        }
         other => json!({"err": format!("unknown op {other:?}")}),
     }
+}
+
+/// Per-call latencies (µs): raw ractor_cluster calls to the echo actor on `target`, and
+/// Overmind calls to a virtual actor that `target` owns, over the same link; and, for
+/// reference, Overmind calls to an actor on this node.
+async fn bench(om: &Overmind, target: &str, n: usize) -> Value {
+    let me = om.cluster_info().node;
+    let key_on = |node: &str| {
+        (0..)
+            .map(|i| format!("bench-{i}"))
+            .find(|k| om.owner_of::<CounterActor>(k).as_deref() == Some(node))
+    };
+    let (Some(remote_key), Some(local_key)) = (key_on(target), key_on(&me)) else {
+        return json!({"err": "no key"});
+    };
+    // The link to the target may still be coming up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let echo = loop {
+        if let Some(echo) = overmind_ractor::ractor::pg::get_members(&echo_group(target))
+            .into_iter()
+            .next()
+        {
+            break echo;
+        }
+        if std::time::Instant::now() > deadline {
+            return json!({"err": "no echo actor visible"});
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let echo: ActorRef<EchoMsg> = echo.into();
+    async fn measure<F: std::future::Future<Output = bool>>(
+        n: usize,
+        mut op: impl FnMut() -> F,
+    ) -> Vec<f64> {
+        for _ in 0..n / 5 {
+            op().await; // warm up
+        }
+        let mut us = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = std::time::Instant::now();
+            assert!(op().await, "a benchmark call failed");
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        us.sort_by(f64::total_cmp);
+        us
+    }
+    let stats = |us: &[f64]| json!({"median": us[us.len() / 2], "p99": us[us.len() * 99 / 100]});
+    let remote = om.actor::<CounterActor>(remote_key);
+    let local = om.actor::<CounterActor>(local_key);
+    let raw = measure(n, || {
+        let echo = echo.clone();
+        async move {
+            matches!(
+                echo.call(|r| EchoMsg::Ping(1, r), None).await,
+                Ok(overmind_ractor::ractor::rpc::CallResult::Success(1))
+            )
+        }
+    })
+    .await;
+    let virt = measure(n, || {
+        let remote = remote.clone();
+        async move { remote.call(CounterMsg::Get, None).await.is_ok() }
+    })
+    .await;
+    let loc = measure(n, || {
+        let local = local.clone();
+        async move { local.call(CounterMsg::Get, None).await.is_ok() }
+    })
+    .await;
+    json!({"raw": stats(&raw), "overmind_remote": stats(&virt), "overmind_local": stats(&loc)})
 }
