@@ -7,9 +7,12 @@
 //! A stored record is:
 //!
 //! ```text
-//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | crc32 u32 LE | payload
+//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 | crc32 u32 LE | payload
 //! lease = epoch u64 LE | activation u64 LE | node len u16 LE | node
+//! flags: bit 0 = the record holds a state (payload); a lease can be taken before there is one
 //! ```
+//!
+//! Format 1 had no flags byte (every record held a state); it is still read.
 //!
 //! The CRC covers the payload, so a record damaged in a way that still decodes is refused
 //! rather than served.
@@ -19,7 +22,9 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The magic bytes every record starts with.
 pub const RECORD_MAGIC: [u8; 4] = *b"OVMD";
 /// The record format this build writes. Decoders accept every format up to this one.
-pub const RECORD_FORMAT: u16 = 1;
+pub const RECORD_FORMAT: u16 = 2;
+
+const HAS_STATE: u8 = 1;
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -89,8 +94,9 @@ pub struct Record {
     pub kind: String,
     /// The lease of the activation that wrote the record, if any.
     pub lease: Option<Lease>,
-    /// The encoded state.
-    pub payload: Vec<u8>,
+    /// The encoded state; `None` for a record that only holds a lease (an actor that has
+    /// not stored a state yet).
+    pub payload: Option<Vec<u8>>,
 }
 
 /// A stored record that cannot be read. It is reported, never overwritten.
@@ -134,8 +140,9 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let kind = self.kind.as_bytes();
         let lease_len = self.lease.as_ref().map_or(0, |l| 18 + l.node.len());
+        let payload: &[u8] = self.payload.as_deref().unwrap_or_default();
         let mut out =
-            Vec::with_capacity(4 + 2 + 1 + kind.len() + 1 + lease_len + 4 + self.payload.len());
+            Vec::with_capacity(4 + 2 + 1 + kind.len() + 1 + lease_len + 1 + 4 + payload.len());
         out.extend_from_slice(&RECORD_MAGIC);
         out.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
         // Kinds are at most 64 bytes (validated where keys are made); clamp defensively.
@@ -154,8 +161,9 @@ impl Record {
                 out.extend_from_slice(node);
             }
         }
-        out.extend_from_slice(&crc32fast::hash(&self.payload).to_le_bytes());
-        out.extend_from_slice(&self.payload);
+        out.push(if self.payload.is_some() { HAS_STATE } else { 0 });
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
         out
     }
 
@@ -185,6 +193,11 @@ impl Record {
                 })
             }
         };
+        let flags = if format >= 2 {
+            r.take(1, "flags")?[0]
+        } else {
+            HAS_STATE
+        };
         let stored = u32::from_le_bytes(r.array("checksum")?);
         let payload = r.0.to_vec();
         let computed = crc32fast::hash(&payload);
@@ -194,7 +207,7 @@ impl Record {
         Ok(Self {
             kind,
             lease,
-            payload,
+            payload: (flags & HAS_STATE != 0).then_some(payload),
         })
     }
 
@@ -272,7 +285,7 @@ mod tests {
             let record = Record {
                 kind: "account".into(),
                 lease,
-                payload: vec![1, 2, 3],
+                payload: Some(vec![1, 2, 3]),
             };
             let bytes = record.encode();
             assert_eq!(Record::decode_for(&bytes, "account").unwrap(), record);
@@ -287,11 +300,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_can_be_held_without_a_state_and_format_1_is_still_read() {
+        let lease_only = Record {
+            kind: "k".into(),
+            lease: Some(Lease {
+                epoch: 3,
+                node: "n".into(),
+                activation: 1,
+            }),
+            payload: None,
+        };
+        assert_eq!(Record::decode(&lease_only.encode()).unwrap(), lease_only);
+        // A format-1 record, as the first release wrote it: no flags byte, always a state.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"OVMD");
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        v1.push(1);
+        v1.push(b'k');
+        v1.push(0);
+        v1.extend_from_slice(&crc32fast::hash(b"st").to_le_bytes());
+        v1.extend_from_slice(b"st");
+        let decoded = Record::decode(&v1).unwrap();
+        assert_eq!(decoded.payload.as_deref(), Some(&b"st"[..]));
+        assert_eq!(decoded.lease, None);
+    }
+
+    #[test]
     fn damaged_records_are_refused() {
         let bytes = Record {
             kind: "k".into(),
             lease: None,
-            payload: b"hello".to_vec(),
+            payload: Some(b"hello".to_vec()),
         }
         .encode();
         assert_eq!(Record::decode(b"nope"), Err(RecordError::BadMagic));

@@ -16,7 +16,7 @@
 //!
 //! let store = MemoryStore::new();
 //! let key = ActorKey::new("account", "alice")?;
-//! let record = Record { kind: "account".into(), lease: None, payload: codec::encode_state(&42i64)? };
+//! let record = Record { kind: "account".into(), lease: None, payload: Some(codec::encode_state(&42i64)?) };
 //! let v1 = store.save(&key, Version::ABSENT, &record.encode()).await?;
 //!
 //! // A writer holding an outdated version is refused.
@@ -25,7 +25,7 @@
 //! let stored = store.load(&key).await?.expect("saved above");
 //! assert_eq!(stored.version, v1);
 //! let record = Record::decode_for(&stored.bytes, "account")?;
-//! assert_eq!(codec::decode_state::<i64>(&record.payload)?, 42);
+//! assert_eq!(codec::decode_state::<i64>(record.payload.as_deref().unwrap_or_default())?, 42);
 //! # Ok(()) }
 //! ```
 

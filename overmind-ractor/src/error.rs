@@ -111,6 +111,17 @@ pub enum ActivationError {
     /// Activation failed on the node that owns the actor.
     #[error("on its node: {0}")]
     Remote(String),
+    /// The stored lease belongs to an activation from a newer epoch than this node's view.
+    #[error("its lease is held under epoch {held}, newer than this node's epoch {ours}")]
+    Superseded {
+        /// The epoch of the lease in the store.
+        held: u64,
+        /// This node's epoch.
+        ours: u64,
+    },
+    /// Another writer changed the record while the lease was being taken.
+    #[error("another writer changed its record while its lease was being taken")]
+    Contended,
 }
 
 /// Why a new state could not be stored.

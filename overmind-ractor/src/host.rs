@@ -16,7 +16,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
 use futures::FutureExt;
 use overmind_core::{
     Version,
-    codec::{self, Record},
+    codec::{self, Lease, Record},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -33,12 +33,16 @@ pub(crate) struct Host<A: VirtualActor> {
 pub(crate) struct Loaded<S> {
     pub(crate) version: Version,
     pub(crate) stored: Option<(S, Vec<u8>)>,
+    /// In a cluster, the lease this activation took; every record it writes carries it.
+    pub(crate) lease: Option<Lease>,
 }
 
 pub(crate) struct HostState<A: VirtualActor> {
     user: State<A>,
-    /// The version of the stored record; the next save expects it.
+    /// The version of the stored record; the next save expects it. In a cluster the record
+    /// holds this activation's lease, so a save succeeds only while no one took it over.
     version: Version,
+    lease: Option<Lease>,
     /// The payload the store holds (or, for a new actor, the initial state's encoding):
     /// a handler that leaves the encoding unchanged writes nothing.
     saved: Option<Vec<u8>>,
@@ -77,15 +81,15 @@ impl<A: VirtualActor> Host<A> {
         codec::decode_state::<State<A>>(&payload)?;
         let record = Record {
             kind: A::KIND.to_owned(),
-            lease: None,
-            payload,
+            lease: st.lease.clone(),
+            payload: Some(payload),
         };
         let version = rt
             .store
             .save(&self.slot.key, st.version, &record.encode())
             .await?;
         st.version = version;
-        st.saved = Some(record.payload);
+        st.saved = record.payload;
         rt.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -158,6 +162,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         Ok(HostState {
             user,
             version: loaded.version,
+            lease: loaded.lease,
             saved,
             failed: None,
         })

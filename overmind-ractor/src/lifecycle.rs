@@ -99,7 +99,16 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
         if !slot.claim(epoch) {
             continue; // retired in a newer epoch while deciding: decide again
         }
-        match activate(&slot).await {
+        match activate(&slot, epoch).await {
+            Err(ActivationError::Superseded { .. } | ActivationError::Contended)
+                if !rt.is_closing() =>
+            {
+                // Another activation's lease stands in the way for now (a newer epoch, or a
+                // concurrent writer): let the view catch up, then decide again.
+                slot.unclaim();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
             Err(cause) => {
                 rt.stats.activation_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(key = %slot.key, %cause, "activation failed");
@@ -136,31 +145,73 @@ fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
     }
 }
 
-/// Loads the stored state and spawns the host.
+/// Loads the stored state, takes the lease (in a cluster) and spawns the host.
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
+    epoch: u64,
 ) -> Result<(ActorRef<A::Msg>, JoinHandle<()>), ActivationError> {
     let rt = &slot.kind.rt;
-    let loaded = match rt
+    let (mut version, record) = match rt
         .store
         .load(&slot.key)
         .await
         .map_err(ActivationError::Store)?
     {
-        None => Loaded {
-            version: overmind_core::Version::ABSENT,
-            stored: None,
-        },
-        Some(stored) => {
-            let record = Record::decode_for(&stored.bytes, A::KIND)
-                .map_err(ActivationError::CorruptRecord)?;
-            let state = codec::decode_state::<A::PersistedState>(&record.payload)
+        None => (overmind_core::Version::ABSENT, None),
+        Some(stored) => (
+            stored.version,
+            Some(
+                Record::decode_for(&stored.bytes, A::KIND)
+                    .map_err(ActivationError::CorruptRecord)?,
+            ),
+        ),
+    };
+    let payload = record.as_ref().and_then(|r| r.payload.clone());
+    let stored = match payload {
+        Some(payload) => {
+            let state = codec::decode_state::<A::PersistedState>(&payload)
                 .map_err(ActivationError::UndecodableState)?;
-            Loaded {
-                version: stored.version,
-                stored: Some((state, record.payload)),
+            Some((state, payload))
+        }
+        None => None,
+    };
+    // In a cluster, take the lease before serving: the write moves the record's version, so
+    // any other activation of this actor can no longer save (fencing), and every save of this
+    // one is conditional on the version it returns.
+    let lease = if rt.placement.is_fixed() {
+        None
+    } else {
+        if let Some(held) = record.as_ref().and_then(|r| r.lease.as_ref()) {
+            if held.epoch > epoch {
+                return Err(ActivationError::Superseded {
+                    held: held.epoch,
+                    ours: epoch,
+                });
             }
         }
+        let lease = rt.placement.new_lease(epoch);
+        let taken = Record {
+            kind: A::KIND.to_owned(),
+            lease: Some(lease.clone()),
+            payload: stored.as_ref().map(|(_, p)| p.clone()),
+        };
+        version = rt
+            .store
+            .save(&slot.key, version, &taken.encode())
+            .await
+            .map_err(|e| {
+                if e.is_conflict() {
+                    ActivationError::Contended
+                } else {
+                    ActivationError::Store(e)
+                }
+            })?;
+        Some(lease)
+    };
+    let loaded = Loaded {
+        version,
+        stored,
+        lease,
     };
     let actor = slot
         .kind

@@ -36,6 +36,8 @@ pub(crate) struct Placement {
     fixed: bool,
     current: RwLock<Option<NodeView>>,
     epoch: AtomicU64,
+    /// Activations started on this node, for lease numbers.
+    activations: AtomicU64,
     /// Bumped whenever the view or the lease changes, for waiters.
     changes: watch::Sender<u64>,
     /// How long a message waits for its actor to become placeable before failing.
@@ -57,6 +59,7 @@ impl Placement {
             fixed,
             current: RwLock::new(current),
             epoch: AtomicU64::new(epoch),
+            activations: AtomicU64::new(0),
             changes: watch::channel(0).0,
             unavailable_after,
         }
@@ -64,6 +67,23 @@ impl Placement {
 
     pub(crate) fn node(&self) -> &str {
         &self.node
+    }
+
+    /// A lease for a new activation under `epoch`: this node, and an activation number unique
+    /// to this registration (its member id in the high half).
+    pub(crate) fn new_lease(&self, epoch: u64) -> overmind_core::codec::Lease {
+        let member = self
+            .current
+            .read()
+            .as_ref()
+            .and_then(|v| v.member.as_ref().map(|m| m.id))
+            .unwrap_or(0);
+        let n = self.activations.fetch_add(1, Ordering::Relaxed);
+        overmind_core::codec::Lease {
+            epoch,
+            node: self.node.clone(),
+            activation: (member << 32) | (n & 0xffff_ffff),
+        }
     }
 
     pub(crate) fn is_fixed(&self) -> bool {

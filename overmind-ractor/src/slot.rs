@@ -284,6 +284,13 @@ impl<A: VirtualActor> Slot<A> {
         taken
     }
 
+    /// Withdraws a claim whose activation did not start; the lifecycle decides again, with
+    /// the queue as it is.
+    pub(crate) fn unclaim(&self) {
+        self.state.lock().host_epoch = None;
+        self.host_changed.notify_waiters();
+    }
+
     /// Records that a handler just finished.
     pub(crate) fn touch(&self) {
         self.last_active_ms
