@@ -11,6 +11,8 @@
 
 pub mod lease;
 pub mod protocol;
+#[cfg(test)]
+mod simulation;
 pub mod view;
 #[cfg(feature = "zookeeper")]
 pub mod zookeeper;

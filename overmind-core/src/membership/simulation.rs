@@ -1,0 +1,553 @@
+//! Deterministic simulation of the membership protocol under faults.
+//!
+//! Thousands of seeded random schedules drive a model of ZooKeeper (sessions that expire, the
+//! view record), of nodes (lease, applied view, activations, retiring, acknowledgements), of
+//! the store (versioned cells, leases) and of clients, through crashes, restarts, pauses past
+//! the session timeout, cuts from ZooKeeper and graceful leaves. The decisions are the real
+//! ones: [`protocol::next_view`] for the leader and [`View::settled_owner`] for activation
+//! and retirement. After every step the invariants are checked:
+//!
+//! 1. at most one node can serve an actor: no two live nodes with a valid lease hold an
+//!    activation of the same key;
+//! 2. no acknowledged write is lost: the store holds every acknowledged increment;
+//! 3. no stale read: a read served returns at least every acknowledged increment.
+//!
+//! The same simulation run with a broken rule must find violations, so a green run means
+//! something.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    protocol::{self, LiveMember},
+    view::{MemberId, View, ViewRecord},
+};
+
+/// Ticks of 100 ms.
+const SESSION_TIMEOUT: u64 = 20;
+/// The node's lease: 4/5 of the session timeout after the last answered contact.
+const LEASE: u64 = SESSION_TIMEOUT * 4 / 5;
+const NODES: usize = 3;
+const KEYS: usize = 8;
+const VNODES: u32 = 16;
+
+/// Which rules the simulated nodes follow (the real ones, or a deliberately broken one).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rules {
+    /// Bug: activate when owning the key in the current epoch only, ignoring the history.
+    current_epoch_only: bool,
+    /// Bug: acknowledge an epoch before the retired activations have stopped.
+    ack_before_retiring: bool,
+    /// Bug: serve whether or not the lease is valid.
+    ignore_lease: bool,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+struct ZkMember {
+    name: String,
+    last_heard: u64,
+    applied: u64,
+    leaving: bool,
+}
+
+#[derive(Default)]
+struct Zk {
+    next_id: MemberId,
+    members: BTreeMap<MemberId, ZkMember>,
+    view: Option<ViewRecord>,
+}
+
+struct Activation {
+    /// The store version this activation's next save expects.
+    version: u64,
+    value: i64,
+}
+
+struct Node {
+    name: String,
+    up: bool,
+    paused: bool,
+    zk_cut: bool,
+    leaving: bool,
+    member: Option<MemberId>,
+    lease_until: u64,
+    view: Option<View>,
+    activations: BTreeMap<String, Activation>,
+    retiring: BTreeSet<String>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Cell {
+    version: u64,
+    value: i64,
+    lease_epoch: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    steps: u64,
+    served: u64,
+    acked: u64,
+    refused: u64,
+    activations: u64,
+    faults: u64,
+}
+
+struct Sim {
+    rules: Rules,
+    rng: Rng,
+    now: u64,
+    zk: Zk,
+    nodes: Vec<Node>,
+    store: BTreeMap<String, Cell>,
+    next_version: u64,
+    /// The highest acknowledged value per key (increments count up from 0).
+    acked: BTreeMap<String, i64>,
+    violations: Vec<String>,
+    stats: Stats,
+}
+
+impl Node {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            up: true,
+            paused: false,
+            zk_cut: false,
+            leaving: false,
+            member: None,
+            lease_until: 0,
+            view: None,
+            activations: BTreeMap::new(),
+            retiring: BTreeSet::new(),
+        }
+    }
+
+    fn lease_valid(&self, now: u64, rules: Rules) -> bool {
+        rules.ignore_lease || now < self.lease_until
+    }
+
+    fn stop_everything(&mut self) {
+        self.activations.clear();
+        self.retiring.clear();
+    }
+
+    /// May this node hold an activation of `key` under its view?
+    fn settled(&self, key: &str, rules: Rules) -> bool {
+        let Some(view) = &self.view else {
+            return false;
+        };
+        let member = self
+            .member
+            .is_some_and(|id| view.members().iter().any(|m| m.id == id));
+        if !member {
+            return false;
+        }
+        if rules.current_epoch_only {
+            view.owner(key) == Some(self.name.as_str())
+        } else {
+            view.settled_owner(key, &self.name)
+        }
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, rules: Rules) -> Self {
+        Self {
+            rules,
+            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            now: 0,
+            zk: Zk::default(),
+            nodes: (0..NODES).map(|i| Node::new(format!("n{i}"))).collect(),
+            store: BTreeMap::new(),
+            next_version: 0,
+            acked: BTreeMap::new(),
+            violations: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        if self.violations.len() < 5 {
+            self.violations.push(format!("t={} {what}", self.now));
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += 1;
+        let now = self.now;
+        // ZooKeeper expires sessions it has not heard from for a whole timeout.
+        self.zk
+            .members
+            .retain(|_, m| now.saturating_sub(m.last_heard) <= SESSION_TIMEOUT);
+    }
+
+    fn node_step(&mut self, i: usize) {
+        let (now, rules) = (self.now, self.rules);
+        let node = &mut self.nodes[i];
+        if !node.up || node.paused {
+            return;
+        }
+        // The lease monitor: no lease, nothing runs.
+        if !node.lease_valid(now, rules) {
+            node.stop_everything();
+        }
+        if node.zk_cut {
+            return;
+        }
+        // The session: register, renew, or find it expired.
+        match node.member {
+            None => {
+                if node.leaving {
+                    return;
+                }
+                let name_free = !self.zk.members.values().any(|m| m.name == node.name);
+                if name_free {
+                    self.zk.next_id += 1;
+                    let id = self.zk.next_id;
+                    self.zk.members.insert(
+                        id,
+                        ZkMember {
+                            name: node.name.clone(),
+                            last_heard: now,
+                            applied: 0,
+                            leaving: false,
+                        },
+                    );
+                    node.member = Some(id);
+                    node.lease_until = now + LEASE;
+                }
+                return;
+            }
+            Some(id) => match self.zk.members.get_mut(&id) {
+                Some(m) => {
+                    m.last_heard = now;
+                    m.leaving = node.leaving;
+                    node.lease_until = now + LEASE;
+                }
+                None => {
+                    // Expired: stop serving, rejoin as a new member.
+                    node.member = None;
+                    node.lease_until = 0;
+                    node.stop_everything();
+                    return;
+                }
+            },
+        }
+        let Some(id) = node.member else {
+            return;
+        };
+        // Read and apply the view: retire whatever is not settled here.
+        if let Some(record) = &self.zk.view {
+            let newer = node.view.as_ref().is_none_or(|v| v.record() != record);
+            if newer {
+                node.view = Some(View::new(record.clone(), VNODES));
+                let unsettled: Vec<String> = node
+                    .activations
+                    .keys()
+                    .filter(|k| !node.settled(k, rules))
+                    .cloned()
+                    .collect();
+                node.retiring.extend(unsettled);
+            }
+        }
+        // Retiring activations drain and stop, one at a time.
+        if let Some(key) = node.retiring.iter().next().cloned() {
+            if self.rng.chance(0.6) {
+                node.activations.remove(&key);
+                node.retiring.remove(&key);
+            }
+        }
+        // Acknowledge the epoch once nothing it retired is left.
+        if let Some(view) = &node.view {
+            if node.retiring.is_empty() || rules.ack_before_retiring {
+                if let Some(m) = self.zk.members.get_mut(&id) {
+                    m.applied = m.applied.max(view.epoch());
+                }
+            }
+            // Leaving: deregister once an epoch without this node is stable.
+            let gone = !view.members().iter().any(|m| m.id == id);
+            if node.leaving && gone && view.stable() == view.epoch() && node.retiring.is_empty() {
+                self.zk.members.remove(&id);
+                node.member = None;
+                node.up = false;
+                node.stop_everything();
+            }
+        }
+    }
+
+    fn leader_step(&mut self) {
+        let Some((&leader, _)) = self.zk.members.iter().next() else {
+            return;
+        };
+        let runs = self
+            .nodes
+            .iter()
+            .any(|n| n.member == Some(leader) && n.up && !n.paused && !n.zk_cut);
+        if !runs {
+            return;
+        }
+        let live: Vec<LiveMember> = self
+            .zk
+            .members
+            .iter()
+            .map(|(&id, m)| LiveMember {
+                id,
+                name: m.name.clone(),
+                addr: String::new(),
+                applied: m.applied,
+                leaving: m.leaving,
+            })
+            .collect();
+        let current = self.zk.view.clone().unwrap_or_else(ViewRecord::empty);
+        if let Some(next) = protocol::next_view(&current, &live) {
+            self.zk.view = Some(next);
+        }
+    }
+
+    fn request(&mut self, at: usize, key: String, increment: bool) {
+        let (now, rules) = (self.now, self.rules);
+        // Route by the receiving node's view (one hop).
+        let target = {
+            let node = &self.nodes[at];
+            if !node.up || node.paused || !node.lease_valid(now, rules) {
+                return;
+            }
+            let Some(owner) = node.view.as_ref().and_then(|v| v.owner(&key)) else {
+                return;
+            };
+            match self.nodes.iter().position(|n| n.name == owner) {
+                Some(t) => t,
+                None => return,
+            }
+        };
+        let h = target;
+        {
+            let node = &self.nodes[h];
+            if !node.up
+                || node.paused
+                || !node.lease_valid(now, rules)
+                || node.retiring.contains(&key)
+            {
+                self.stats.refused += 1;
+                return;
+            }
+        }
+        // Activate if needed: the node must be settled, and takes the lease in the store.
+        if !self.nodes[h].activations.contains_key(&key) {
+            if !self.nodes[h].settled(&key, rules) {
+                self.stats.refused += 1;
+                return;
+            }
+            let epoch = self.nodes[h].view.as_ref().map_or(0, View::epoch);
+            let cell = self.store.entry(key.clone()).or_default();
+            if cell.lease_epoch > epoch {
+                self.stats.refused += 1;
+                return;
+            }
+            self.next_version += 1;
+            cell.version = self.next_version;
+            cell.lease_epoch = epoch;
+            let activation = Activation {
+                version: cell.version,
+                value: cell.value,
+            };
+            self.nodes[h].activations.insert(key.clone(), activation);
+            self.stats.activations += 1;
+        }
+        // Invariant 1: no other live node with a valid lease holds an activation of this key.
+        let others: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(o, n)| {
+                *o != h && n.up && n.lease_valid(now, rules) && n.activations.contains_key(&key)
+            })
+            .map(|(_, n)| n.name.clone())
+            .collect();
+        if !others.is_empty() {
+            let server = self.nodes[h].name.clone();
+            self.violation(format!(
+                "{key}: {server} serves while {others:?} also hold activations"
+            ));
+        }
+        self.stats.served += 1;
+        let acked_so_far = self.acked.get(&key).copied().unwrap_or(0);
+        let Some(activation) = self.nodes[h].activations.get_mut(&key) else {
+            return;
+        };
+        if increment {
+            activation.value += 1;
+            let cell = self.store.entry(key.clone()).or_default();
+            if cell.version == activation.version {
+                self.next_version += 1;
+                cell.version = self.next_version;
+                cell.value = activation.value;
+                activation.version = cell.version;
+                let value = activation.value;
+                // Acknowledged only while the lease holds.
+                if self.nodes[h].lease_valid(now, rules) {
+                    self.acked.insert(key.clone(), value.max(acked_so_far));
+                    self.stats.acked += 1;
+                }
+            } else {
+                // Fenced: refused, and the activation stops.
+                self.nodes[h].activations.remove(&key);
+                self.nodes[h].retiring.remove(&key);
+                self.stats.refused += 1;
+            }
+        } else if activation.value < acked_so_far {
+            // Invariant 3.
+            let value = activation.value;
+            self.violation(format!(
+                "{key}: read {value}, but {acked_so_far} was acknowledged"
+            ));
+        }
+    }
+
+    fn fault(&mut self) {
+        self.stats.faults += 1;
+        let i = self.rng.below(NODES);
+        let serving = self.nodes.iter().filter(|n| n.up && !n.leaving).count();
+        let node = &mut self.nodes[i];
+        match self.rng.below(8) {
+            0 if node.up => {
+                node.up = false; // crash: memory lost, the session lingers until it expires
+                node.stop_everything();
+            }
+            1 if !node.up => {
+                let name = node.name.clone();
+                *node = Node::new(name); // restart: a new process, same name
+            }
+            2 => node.paused = true,
+            3 => node.paused = false,
+            4 => node.zk_cut = true,
+            5 => node.zk_cut = false,
+            6 if node.up && !node.leaving && serving > 1 => node.leaving = true,
+            _ => {
+                // heal everything on this node
+                node.paused = false;
+                node.zk_cut = false;
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        self.stats.steps += 1;
+        match self.rng.below(100) {
+            0..=24 => self.tick(),
+            25..=54 => {
+                let i = self.rng.below(NODES);
+                self.node_step(i);
+            }
+            55..=64 => self.leader_step(),
+            65..=96 => {
+                let at = self.rng.below(NODES);
+                let key = format!("k{}", self.rng.below(KEYS));
+                let increment = self.rng.chance(0.6);
+                self.request(at, key, increment);
+            }
+            _ => self.fault(),
+        }
+        // Invariant 2: the store holds every acknowledged increment.
+        let lost: Vec<String> = self
+            .acked
+            .iter()
+            .filter(|(k, a)| self.store.get(*k).map_or(0, |c| c.value) < **a)
+            .map(|(k, a)| format!("{k}: {a} acknowledged, store has less"))
+            .collect();
+        for l in lost {
+            self.violation(l);
+        }
+    }
+}
+
+/// Runs `seeds` schedules of `steps` steps; returns the totals and the first violations.
+fn explore(rules: Rules, seeds: u64, steps: u64) -> (Stats, Vec<String>) {
+    let mut total = Stats::default();
+    for seed in 0..seeds {
+        let mut sim = Sim::new(seed, rules);
+        for _ in 0..steps {
+            sim.step();
+        }
+        total.steps += sim.stats.steps;
+        total.served += sim.stats.served;
+        total.acked += sim.stats.acked;
+        total.refused += sim.stats.refused;
+        total.activations += sim.stats.activations;
+        total.faults += sim.stats.faults;
+        if !sim.violations.is_empty() {
+            let found = sim
+                .violations
+                .iter()
+                .map(|v| format!("seed {seed}: {v}"))
+                .collect();
+            return (total, found);
+        }
+    }
+    (total, Vec::new())
+}
+
+#[test]
+fn the_protocol_keeps_its_invariants_under_random_faults() {
+    let (stats, violations) = explore(Rules::default(), 3000, 600);
+    println!("3000 schedules x 600 steps: {stats:?}");
+    assert!(violations.is_empty(), "{violations:#?}");
+    // The schedules did exercise the protocol.
+    assert!(
+        stats.acked > 50_000 && stats.activations > 5_000 && stats.faults > 20_000,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn broken_rules_are_caught() {
+    for (name, rules) in [
+        (
+            "owner in the current epoch only",
+            Rules {
+                current_epoch_only: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "acknowledging before retiring",
+            Rules {
+                ack_before_retiring: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "serving without a lease",
+            Rules {
+                ignore_lease: true,
+                ..Rules::default()
+            },
+        ),
+    ] {
+        let (_, violations) = explore(rules, 3000, 600);
+        assert!(
+            !violations.is_empty(),
+            "the simulation did not catch: {name}"
+        );
+        println!("{name}: caught, e.g. {}", violations[0]);
+    }
+}
