@@ -74,3 +74,26 @@ impl<S: Default> Activation<S> {
         self.stored.unwrap_or_default()
     }
 }
+
+/// An activation started or stopped serving (see `OvermindBuilder::on_activation`).
+#[derive(Debug, Clone)]
+pub struct ActivationEvent {
+    /// The actor.
+    pub key: ActorKey,
+    /// A number unique to the activation on this node (in a cluster, its lease's number).
+    pub activation: u64,
+    /// What happened.
+    pub kind: ActivationEventKind,
+    /// When, by the wall clock. A stop caused by the lease running out is dated when the
+    /// lease ran out, even if the process only noticed later (after a pause, say).
+    pub at: std::time::SystemTime,
+}
+
+/// What an [`ActivationEvent`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationEventKind {
+    /// The activation is about to handle its first message.
+    Started,
+    /// The activation handles no more messages.
+    Stopped,
+}

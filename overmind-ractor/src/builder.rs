@@ -39,6 +39,7 @@ enum StoreChoice {
 #[must_use = "call .spawn() to start Overmind"]
 pub struct OvermindBuilder {
     store: Option<StoreChoice>,
+    on_activation: Option<crate::runtime::ActivationHook>,
     kinds: Vec<(&'static str, &'static str, MakeKind)>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterConfig>,
@@ -55,6 +56,16 @@ impl OvermindBuilder {
     /// Keeps state in the given store.
     pub fn store(mut self, store: Arc<dyn StateStore>) -> Self {
         self.store = Some(StoreChoice::Store(store));
+        self
+    }
+
+    /// Calls `hook` whenever an activation starts or stops serving (for metrics, tracing, or a
+    /// test's record of who served what, when). Keep it quick: it runs on the activation's task.
+    pub fn on_activation(
+        mut self,
+        hook: impl Fn(&crate::ActivationEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_activation = Some(Arc::new(hook));
         self
     }
 
@@ -127,7 +138,13 @@ impl OvermindBuilder {
         };
         #[cfg(not(feature = "cluster"))]
         let placement = single_node();
-        let rt = Arc::new(Runtime::new(placement, store, owned, tokio));
+        let rt = Arc::new(Runtime::new(
+            placement,
+            store,
+            owned,
+            tokio,
+            self.on_activation,
+        ));
         let kinds = self
             .kinds
             .into_iter()

@@ -35,6 +35,8 @@ pub(crate) struct Loaded<S> {
     pub(crate) stored: Option<(S, Vec<u8>)>,
     /// In a cluster, the lease this activation took; every record it writes carries it.
     pub(crate) lease: Option<Lease>,
+    /// The activation's number (its lease's, in a cluster).
+    pub(crate) activation: u64,
 }
 
 pub(crate) struct HostState<A: VirtualActor> {
@@ -43,6 +45,7 @@ pub(crate) struct HostState<A: VirtualActor> {
     /// holds this activation's lease, so a save succeeds only while no one took it over.
     version: Version,
     lease: Option<Lease>,
+    activation: u64,
     /// The payload the store holds (or, for a new actor, the initial state's encoding):
     /// a handler that leaves the encoding unchanged writes nothing.
     saved: Option<Vec<u8>>,
@@ -163,6 +166,7 @@ impl<A: VirtualActor> Actor for Host<A> {
             user,
             version: loaded.version,
             lease: loaded.lease,
+            activation: loaded.activation,
             saved,
             failed: None,
         })
@@ -247,6 +251,11 @@ impl<A: VirtualActor> Actor for Host<A> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Every handled message is already stored; passivation has nothing left to write.
+        self.slot.kind.rt.activation_event(
+            &self.slot.key,
+            st.activation,
+            crate::ActivationEventKind::Stopped,
+        );
         let stopped = AssertUnwindSafe(self.actor.post_stop(myself, &mut st.user))
             .catch_unwind()
             .await;

@@ -18,7 +18,7 @@ mod runtime;
 mod slot;
 mod supervisor;
 
-pub use actor::{Activation, VirtualActor};
+pub use actor::{Activation, ActivationEvent, ActivationEventKind, VirtualActor};
 pub use builder::OvermindBuilder;
 pub use error::{ActivationError, Error, PersistError, SendError, StartError};
 pub use handle::VirtualRef;

@@ -121,7 +121,8 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 drop(handed_over);
                 break;
             }
-            Ok((actor, join)) => {
+            Ok((actor, join, activation)) => {
+                rt.activation_event(&slot.key, activation, crate::ActivationEventKind::Started);
                 rt.stats.activations.fetch_add(1, Ordering::Relaxed);
                 rt.stats.active.fetch_add(1, Ordering::Relaxed);
                 slot.activated(&actor);
@@ -149,7 +150,7 @@ fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
     epoch: u64,
-) -> Result<(ActorRef<A::Msg>, JoinHandle<()>), ActivationError> {
+) -> Result<(ActorRef<A::Msg>, JoinHandle<()>, u64), ActivationError> {
     let rt = &slot.kind.rt;
     let (mut version, record) = match rt
         .store
@@ -208,10 +209,14 @@ async fn activate<A: VirtualActor>(
             })?;
         Some(lease)
     };
+    let activation = lease
+        .as_ref()
+        .map_or_else(|| rt.placement.next_activation(), |l| l.activation);
     let loaded = Loaded {
         version,
         stored,
         lease,
+        activation,
     };
     let actor = slot
         .kind
@@ -230,12 +235,14 @@ async fn activate<A: VirtualActor>(
         Some(supervisor) => Actor::spawn_linked(name, host, loaded, supervisor.clone()).await,
         None => Actor::spawn(name, host, loaded).await,
     };
-    spawned.map_err(|e| {
-        ActivationError::StartFailed(match e {
-            SpawnErr::StartupFailed(reason) => reason.to_string(),
-            other => other.to_string(),
+    spawned
+        .map(|(actor, join)| (actor, join, activation))
+        .map_err(|e| {
+            ActivationError::StartFailed(match e {
+                SpawnErr::StartupFailed(reason) => reason.to_string(),
+                other => other.to_string(),
+            })
         })
-    })
 }
 
 /// Waits for the activation to end, passivating it when idle and draining it at shutdown.

@@ -168,6 +168,9 @@ impl Overmind {
         #[cfg(feature = "cluster")]
         if let Some(link) = &link {
             crate::cluster::start::leave(link).await;
+            // Its actors live elsewhere now; calls still on their way through this node (sent
+            // under an older view, or relayed) finish before the links close.
+            crate::cluster::start::drain(link).await;
         }
         let flushed = shutdown_runtime(&self.inner.rt).await;
         #[cfg(feature = "cluster")]

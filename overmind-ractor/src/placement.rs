@@ -118,6 +118,20 @@ impl Placement {
         self.changes.subscribe()
     }
 
+    /// When the lease ran out, if it is not valid now.
+    pub(crate) fn lease_ended(&self) -> Option<std::time::Instant> {
+        if self.fixed || self.lease.is_valid() {
+            None
+        } else {
+            self.lease.expires_at()
+        }
+    }
+
+    /// A number for a new activation (single node) .
+    pub(crate) fn next_activation(&self) -> u64 {
+        self.activations.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Whether this node may serve at all right now.
     pub(crate) fn serving(&self) -> bool {
         self.fixed || self.lease.is_valid()

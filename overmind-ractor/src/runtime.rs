@@ -13,6 +13,9 @@ use overmind_core::StateStore;
 use ractor::ActorCell;
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
+/// Receives activation events.
+pub(crate) type ActivationHook = Arc<dyn Fn(&crate::ActivationEvent) + Send + Sync>;
+
 /// Set in [`Runtime::lifecycles`] once shutdown has begun: no new lifecycle may start.
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
@@ -31,6 +34,7 @@ pub(crate) struct Runtime {
     shutdown: tokio::sync::watch::Sender<bool>,
     epoch: Instant,
     pub(crate) stats: Counters,
+    pub(crate) on_activation: Option<ActivationHook>,
 }
 
 /// Counters behind [`crate::Stats`].
@@ -52,6 +56,7 @@ impl Runtime {
         store: Arc<dyn StateStore>,
         owns_store: bool,
         tokio: Handle,
+        on_activation: Option<ActivationHook>,
     ) -> Self {
         Self {
             placement,
@@ -66,7 +71,34 @@ impl Runtime {
             shutdown: tokio::sync::watch::channel(false).0,
             epoch: Instant::now(),
             stats: Counters::default(),
+            on_activation,
         }
+    }
+
+    /// Reports an activation event to the hook, if any. A stop while the node may not serve
+    /// is dated when the lease ran out.
+    pub(crate) fn activation_event(
+        &self,
+        key: &overmind_core::ActorKey,
+        activation: u64,
+        kind: crate::ActivationEventKind,
+    ) {
+        let Some(hook) = &self.on_activation else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let at = match (kind, self.placement.lease_ended()) {
+            (crate::ActivationEventKind::Stopped, Some(ended)) => {
+                now - std::time::Instant::now().saturating_duration_since(ended)
+            }
+            _ => now,
+        };
+        hook(&crate::ActivationEvent {
+            key: key.clone(),
+            activation,
+            kind,
+            at,
+        });
     }
 
     /// Admits a new activation lifecycle, unless shutdown has begun.

@@ -19,16 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_overmind-test-node");
 async fn main() {
     let zk = ZooKeeper::start();
     let pg = Postgres::start();
-    let start = |name: &'static str| {
-        Node::start(NodeSpec {
-            bin: BIN,
-            zk: &zk,
-            pg: &pg,
-            cluster: "bench",
-            name,
-            extra: vec![],
-        })
-    };
+    let start = |name: &'static str| Node::start(NodeSpec::new(BIN, &zk, &pg, "bench", name));
     let a = start("a").await.expect("node a");
     let mut b = start("b").await.expect("node b");
     a.wait_stable(&["a", "b"]).await;

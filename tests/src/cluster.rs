@@ -36,26 +36,35 @@ pub struct Node {
 /// How to start a node.
 pub struct NodeSpec<'a> {
     pub bin: &'a str,
-    pub zk: &'a ZooKeeper,
-    pub pg: &'a Postgres,
-    pub cluster: &'a str,
-    pub name: &'a str,
+    /// The ZooKeeper connection string (a server's, or a proxy's).
+    pub zk: String,
+    /// The PostgreSQL URL.
+    pub pg: String,
+    pub cluster: String,
+    pub name: String,
     pub extra: Vec<(&'a str, String)>,
+}
+
+impl<'a> NodeSpec<'a> {
+    /// A node of cluster `cluster` on these servers.
+    pub fn new(bin: &'a str, zk: &ZooKeeper, pg: &Postgres, cluster: &str, name: &str) -> Self {
+        Self {
+            bin,
+            zk: zk.connect(),
+            pg: pg.url(),
+            cluster: cluster.to_owned(),
+            name: name.to_owned(),
+            extra: Vec::new(),
+        }
+    }
 }
 
 impl Node {
     /// Starts a node and waits until it has joined (or failed to).
     pub async fn start(spec: NodeSpec<'_>) -> Result<Node, String> {
         let mut cmd = Command::new(spec.bin);
-        cmd.args([
-            "--zk",
-            &spec.zk.connect(),
-            "--cluster",
-            spec.cluster,
-            "--node",
-            spec.name,
-        ])
-        .args(["--store", &spec.pg.url()]);
+        cmd.args(["--zk", &spec.zk, "--cluster", &spec.cluster])
+            .args(["--node", &spec.name, "--store", &spec.pg]);
         for (flag, value) in &spec.extra {
             cmd.arg(format!("--{flag}")).arg(value);
         }
@@ -94,7 +103,7 @@ impl Node {
             });
         }
         let node = Node {
-            name: spec.name.to_owned(),
+            name: spec.name.clone(),
             pid,
             child,
             stdin: tokio::sync::Mutex::new(stdin),

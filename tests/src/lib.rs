@@ -5,6 +5,8 @@
 pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "cluster")]
+pub mod faults;
 pub mod postgres;
 pub mod process;
 pub mod zookeeper;

@@ -18,8 +18,16 @@ use overmind_tests::{
 
 /// Writes the record as a new owner's activation would: its own lease, and a state.
 async fn take_over(store: &dyn StateStore, id: &str, balance: i64) {
-    let key = ActorKey::new("account", id).unwrap();
-    let current = store.load(&key).await.unwrap().expect("a stored record");
+    let key = ActorKey::new("account", id).expect("a valid key");
+    let current = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("a stored record");
+    let state = Account {
+        balance,
+        history: vec![],
+    };
     let taken = Record {
         kind: "account".into(),
         lease: Some(Lease {
@@ -27,18 +35,10 @@ async fn take_over(store: &dyn StateStore, id: &str, balance: i64) {
             node: "the-new-owner".into(),
             activation: 7,
         }),
-        payload: Some(
-            codec::encode_state(&Account {
-                balance,
-                history: vec![],
-            })
-            .unwrap(),
-        ),
+        payload: Some(codec::encode_state(&state).expect("encode")),
     };
-    store
-        .save(&key, current.version, &taken.encode())
-        .await
-        .unwrap();
+    let written = store.save(&key, current.version, &taken.encode()).await;
+    written.expect("the new owner's write");
 }
 
 async fn stale_activation_is_fenced(store: Arc<dyn StateStore>) {
@@ -47,33 +47,28 @@ async fn stale_activation_is_fenced(store: Arc<dyn StateStore>) {
         .register::<AccountActor>()
         .spawn()
         .await
-        .unwrap();
+        .expect("start");
     let a = om.actor::<AccountActor>("a");
-    assert_eq!(
-        a.call(|r| AccountMsg::DepositAndGet(1, r), None)
-            .await
-            .unwrap(),
-        1
-    );
+    let first = a.call(|r| AccountMsg::DepositAndGet(1, r), None).await;
+    assert_eq!(first.expect("the first deposit"), 1);
 
     take_over(&*store, "a", 100).await;
 
     // The old activation still holds balance 1 in memory; its save is refused.
-    let err = a
-        .call(|r| AccountMsg::DepositAndGet(1, r), None)
-        .await
-        .unwrap_err();
+    let refused = a.call(|r| AccountMsg::DepositAndGet(1, r), None).await;
+    let err = refused.expect_err("a stale save must fail, not be acknowledged");
     assert!(
         matches!(&err, Error::PersistFailed { cause: PersistError::Store(e), .. } if e.is_conflict()),
-        "a stale save must fail, not be acknowledged: {err:?}"
+        "{err:?}"
     );
     // Messages sent behind it are handled by a fresh activation, from the new owner's state.
-    a.cast(AccountMsg::Deposit(10)).unwrap();
-    assert_eq!(a.call(AccountMsg::Balance, None).await.unwrap(), 110);
+    a.cast(AccountMsg::Deposit(10)).expect("cast");
+    let balance = a.call(AccountMsg::Balance, None).await.expect("balance");
+    assert_eq!(balance, 110);
     let stats = om.stats();
     assert_eq!(stats.handler_failures, 1, "the stale activation stopped");
     assert_eq!(stats.activations, 2);
-    om.shutdown().await.unwrap();
+    om.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +80,6 @@ async fn a_stale_activation_cannot_save_on_sled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_activation_cannot_save_on_postgres() {
     let pg = Postgres::start();
-    stale_activation_is_fenced(Arc::new(
-        PostgresStore::connect(&pg.url(), 4).await.unwrap(),
-    ))
-    .await;
+    let store = PostgresStore::connect(&pg.url(), 4).await.unwrap();
+    stale_activation_is_fenced(Arc::new(store)).await;
 }

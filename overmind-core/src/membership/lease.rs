@@ -56,10 +56,17 @@ impl Lease {
         }
     }
 
-    /// Ends the lease now.
+    /// Ends the lease now (if it has not ended already). [`Self::expires_at`] then tells when
+    /// it stopped being valid.
     pub fn revoke(&self) {
-        if self.until_ns.swap(0, Ordering::AcqRel) != 0 {
-            self.changes.send_replace(0);
+        let now = self.ns(Instant::now()).max(1);
+        let before = self
+            .until_ns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |until| {
+                (until > now).then_some(now)
+            });
+        if before.is_ok() {
+            self.changes.send_replace(now);
         }
     }
 
@@ -69,7 +76,7 @@ impl Lease {
         until == u64::MAX || self.ns(Instant::now()) < until
     }
 
-    /// When the lease runs out, if it is held; `None` when not held or unlimited.
+    /// When the lease runs (or ran) out; `None` when never granted, or unlimited.
     pub fn expires_at(&self) -> Option<Instant> {
         match self.until_ns.load(Ordering::Acquire) {
             0 | u64::MAX => None,
@@ -116,6 +123,10 @@ mod tests {
         );
         lease.revoke();
         assert!(!lease.is_valid());
+        assert!(
+            lease.expires_at().is_some_and(|at| at <= Instant::now()),
+            "it remembers when it ended"
+        );
         lease.extend(Instant::now() - Duration::from_millis(1));
         assert!(!lease.is_valid(), "a lease granted in the past has expired");
         assert!(Lease::forever().is_valid());

@@ -134,6 +134,7 @@ pub struct ClusterConfig {
     pub(crate) unavailable_after: Duration,
     pub(crate) remote_timeout: Duration,
     pub(crate) tls: Option<Tls>,
+    pub(crate) routes: std::collections::HashMap<String, String>,
 }
 
 impl ClusterConfig {
@@ -160,7 +161,15 @@ impl ClusterConfig {
             unavailable_after: Duration::from_secs(30),
             remote_timeout: Duration::from_secs(60),
             tls: None,
+            routes: std::collections::HashMap::new(),
         }
+    }
+
+    /// Reaches the peer that advertises `advertised` by dialling `via` instead (a port
+    /// forward, a tunnel, or a test's proxy).
+    pub fn route_peer(mut self, advertised: impl Into<String>, via: impl Into<String>) -> Self {
+        self.routes.insert(advertised.into(), via.into());
+        self
     }
 
     /// Where the node server listens (port 0: a free port).
@@ -227,6 +236,12 @@ pub(crate) struct ClusterLink {
     pub(crate) addr: String,
     pub(crate) stop: watch::Sender<bool>,
     outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<remote::Outbox>>>,
+    /// Calls waiting for a reply from another node (this node's own, or ones it relays).
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When the router last received something, for draining at shutdown.
+    last_arrival: parking_lot::Mutex<std::time::Instant>,
+    /// This node's router.
+    pub(crate) router: std::sync::OnceLock<ActorRef<RouterMsg>>,
 }
 
 impl ClusterLink {
@@ -243,6 +258,36 @@ impl ClusterLink {
             addr,
             stop: watch::channel(false).0,
             outboxes: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_arrival: parking_lot::Mutex::new(std::time::Instant::now()),
+            router: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Counts a call waiting for a reply until the guard is dropped.
+    pub(crate) fn call_in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// The router received something.
+    pub(crate) fn arrived(&self) {
+        *self.last_arrival.lock() = std::time::Instant::now();
+    }
+
+    /// After leaving: waits until no call waits for a reply and the router has been quiet for
+    /// a moment (stragglers sent under an older view), or `limit` passes.
+    pub(crate) async fn drain(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let quiet = Duration::from_millis(300);
+        while std::time::Instant::now() < deadline {
+            let idle = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+                && self.last_arrival.lock().elapsed() >= quiet;
+            if idle {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -258,12 +303,19 @@ impl ClusterLink {
 
     /// This node's own router.
     pub(crate) fn local_router(&self) -> Option<ActorRef<RouterMsg>> {
-        self.router_of(&self.config.node)
+        self.router.get().cloned()
     }
 
-    /// The router of `node`, once the link to it is up.
+    /// The router of `node`'s current registration, once the link to it is up.
     pub(crate) fn router_of(&self, node: &str) -> Option<ActorRef<RouterMsg>> {
-        router::router_of(&self.config.cluster, node)
+        use overmind_core::membership::Membership;
+        let member = self
+            .membership
+            .views()
+            .borrow()
+            .as_ref()
+            .and_then(|v| v.view.member(node).map(|m| m.id))?;
+        router::router_of(&self.config.cluster, node, member)
     }
 
     /// The ordered outbox for `node`.
@@ -273,6 +325,17 @@ impl ClusterLink {
             .entry(node.to_owned())
             .or_insert_with(|| Arc::new(remote::Outbox::new(node.to_owned())))
             .clone()
+    }
+}
+
+/// A call waiting for a reply from another node; see [`ClusterLink::call_in_flight`].
+pub(crate) struct InFlight(Arc<ClusterLink>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -23,10 +23,22 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
     let membership = link.membership.clone();
     let mut views = membership.views();
     let mut stop = link.stop.subscribe();
+    let mut registered: Option<String> = None;
     loop {
         let current = views.borrow_and_update().clone();
         if let Some(nv) = current {
             let epoch = nv.view.epoch();
+            // Peers find the router under this registration's member id.
+            if let (Some(me), Some(router)) = (&nv.member, link.router.get()) {
+                let group = super::router::group(&link.config.cluster, &link.config.node, me.id);
+                if registered.as_deref() != Some(group.as_str()) {
+                    if let Some(old) = registered.take() {
+                        ractor::pg::leave(old, vec![router.get_cell()]);
+                    }
+                    ractor::pg::join(group.clone(), vec![router.get_cell()]);
+                    registered = Some(group);
+                }
+            }
             rt.placement.install(Some(nv));
             let mut retiring = Vec::new();
             for kind in kinds.values() {

@@ -105,7 +105,9 @@ fn send_envelope(
     let (done_tx, done_rx) = oneshot::channel();
     let timeout = link.config.remote_timeout;
     let (key, node) = (key.clone(), node.to_owned());
+    let in_flight = link.call_in_flight();
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let outcome = match tokio::time::timeout(timeout, reply_rx).await {
             Err(_) => Err(Error::Timeout {
                 key: key.clone(),
@@ -384,7 +386,9 @@ fn deliver_now<A: VirtualActor>(
                 return respond(Some(reply), Err(e.error));
             }
             let key = key.clone();
+            let in_flight = rt.cluster.get().map(|link| link.call_in_flight());
             tokio::spawn(async move {
+                let _in_flight = in_flight;
                 let result = caller.await.unwrap_or(Err(Error::NoReply { key }));
                 respond(Some(reply), result);
             });
@@ -413,7 +417,9 @@ fn relay_on(
     link.outbox(&owner.name).send(&link, bytes, Some(tx));
     let timeout = link.config.remote_timeout;
     let (key, node) = (key.clone(), owner.name.clone());
+    let in_flight = link.call_in_flight();
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         match tokio::time::timeout(timeout, rx).await {
             // The owner's reply frame goes back unchanged.
             Ok(Ok(bytes)) => {

@@ -24,13 +24,15 @@ pub enum RouterMsg {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
-pub(crate) fn group(cluster: &str, node: &str) -> String {
-    format!("overmind/{cluster}/router/{node}")
+/// The process group of one registration's router. The member id tells incarnations of a
+/// node apart: a message never reaches the router of a node's previous life.
+pub(crate) fn group(cluster: &str, node: &str, member: u64) -> String {
+    format!("overmind/{cluster}/router/{node}/{member}")
 }
 
-/// The router of `node`, if it is visible (the local one, or a peer's once linked).
-pub(crate) fn router_of(cluster: &str, node: &str) -> Option<ActorRef<RouterMsg>> {
-    ractor::pg::get_members(&group(cluster, node))
+/// The router of one registration, if it is visible (the local one, or a peer's once linked).
+pub(crate) fn router_of(cluster: &str, node: &str, member: u64) -> Option<ActorRef<RouterMsg>> {
+    ractor::pg::get_members(&group(cluster, node, member))
         .into_iter()
         .find(|cell| cell.get_status() < ractor::ActorStatus::Stopping)
         .map(ActorRef::from)
@@ -52,6 +54,9 @@ pub(crate) fn respond(reply: Option<RpcReplyPort<Vec<u8>>>, result: Result<Vec<u
 
 impl Router {
     fn deliver(&self, bytes: Vec<u8>, reply: Option<RpcReplyPort<Vec<u8>>>) {
+        if let Some(link) = self.rt.cluster.get() {
+            link.arrived();
+        }
         let envelope = match Envelope::decode(&bytes) {
             Ok(envelope) => envelope,
             Err(error) => {

@@ -9,7 +9,7 @@ use ractor::Actor;
 
 use super::{
     ClusterConfig, ClusterLink, connect, listen, membership_config, rebalance,
-    router::{self, Kinds, Router},
+    router::{Kinds, Router},
     transport,
 };
 use crate::{StartError, overmind::Inner, placement::Placement, runtime::Runtime};
@@ -83,10 +83,6 @@ impl Prepared {
                 &membership,
             )
         })?;
-        ractor::pg::join(
-            router::group(&config.cluster, &config.node),
-            vec![router_ref.get_cell()],
-        );
         let node_server = connect::start_server(&config)
             .await
             .map_err(|e| fail(StartError::Cluster(e), &membership))?;
@@ -107,6 +103,7 @@ impl Prepared {
             node_server.clone(),
             advertise,
         ));
+        let _ = link.router.set(router_ref.clone());
         let _ = rt.cluster.set(link.clone());
         tokio::spawn(connect::maintain(link.clone()));
         // The accept loop ends with the cluster parts.
@@ -146,6 +143,14 @@ pub(crate) async fn leave(link: &ClusterLink) {
             "leaving the cluster timed out; its actors move once the session expires"
         ),
     }
+}
+
+/// How long a node that left keeps relaying for calls still on their way.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// After leaving: lets calls still on their way through this node finish.
+pub(crate) async fn drain(link: &ClusterLink) {
+    link.drain(DRAIN_LIMIT).await;
 }
 
 /// Stops the links and the node server, and closes the membership.

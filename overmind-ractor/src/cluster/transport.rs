@@ -323,7 +323,8 @@ pub(crate) async fn dial(
     server: &ActorRef<NodeServerMessage>,
     addr: &str,
 ) -> io::Result<()> {
-    let stream = TcpStream::connect(addr).await?;
+    let dial = config.routes.get(addr).map_or(addr, String::as_str);
+    let stream = TcpStream::connect(dial).await?;
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?.to_string();
     let stream = match &config.tls {

@@ -146,7 +146,20 @@ async fn main() {
     let mut config = ClusterConfig::new(get("zk"), get("cluster"), get("node"), cookie)
         .session_timeout(ms("session-timeout-ms", 2000))
         .unavailable_after(ms("unavailable-ms", 20_000))
-        .join_timeout(Duration::from_secs(30));
+        .join_timeout(Duration::from_secs(60));
+    if let Some(listen) = args.get("listen").and_then(|l| l.parse().ok()) {
+        config = config.listen(listen);
+    }
+    // --route ADVERTISED=VIA,ADVERTISED=VIA: reach peers through the test's proxies.
+    for route in args
+        .get("route")
+        .map(|r| r.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if let Some((advertised, via)) = route.split_once('=') {
+            config = config.route_peer(advertised, via);
+        }
+    }
     if let Some(dir) = args.get("tls-dir") {
         let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f)).unwrap_or_default();
         match overmind_ractor::cluster::Tls::from_pem(
@@ -162,13 +175,31 @@ async fn main() {
             }
         }
     }
-    let overmind = match Overmind::builder()
-        .store(store)
-        .cluster(config)
-        .register::<CounterActor>()
-        .spawn()
-        .await
-    {
+    let mut builder = Overmind::builder().store(store).cluster(config);
+    if let Some(path) = args.get("events") {
+        // One line per activation start and stop, flushed at once: the fault checker reads
+        // these after the run (a killed process loses nothing already written).
+        let file = std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("events file"),
+        );
+        let node = get("node");
+        builder = builder.on_activation(move |e| {
+            let at = e.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default();
+            let kind = match e.kind {
+                overmind_ractor::ActivationEventKind::Started => "start",
+                overmind_ractor::ActivationEventKind::Stopped => "stop",
+            };
+            let line = json!({"node": node, "key": e.key.id(), "activation": e.activation, "kind": kind, "at": at as u64});
+            if let Ok(mut f) = file.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        });
+    }
+    let overmind = match builder.register::<CounterActor>().spawn().await {
         Ok(om) => om,
         Err(e) => {
             emit(json!({"event": "failed", "error": e.to_string()}));
@@ -208,6 +239,18 @@ async fn main() {
         }
     });
 
+    // Client processes talk to this node over TCP, with the same commands.
+    let control = std::sync::Arc::new(Control::default());
+    if let Some(port) = args.get("control-port").and_then(|p| p.parse::<u16>().ok()) {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => {
+                let om = overmind.clone();
+                tokio::spawn(serve_clients(listener, om, control.clone()));
+            }
+            Err(e) => emit(json!({"event": "failed", "error": format!("control port: {e}")})),
+        }
+    }
+
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
@@ -218,6 +261,16 @@ async fn main() {
         let req = cmd["req"].clone();
         let op = cmd["op"].as_str().unwrap_or_default().to_owned();
         if op == "shutdown" {
+            // Stop taking client requests, let the ones running finish, then leave.
+            control
+                .closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while control.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let result = om.shutdown().await;
             emit(json!({"req": req, "ok": result.is_ok()}));
             std::process::exit(0);
@@ -227,6 +280,53 @@ async fn main() {
             let mut reply = reply;
             reply["req"] = req;
             emit(reply);
+        });
+    }
+}
+
+/// Client requests: whether the node is closing, and how many run.
+#[derive(Default)]
+struct Control {
+    closing: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Serves JSON-line commands from client processes, answering each line with one line. Once
+/// the node is closing, a request is answered with `not_executed` (the client goes elsewhere).
+async fn serve_clients(
+    listener: tokio::net::TcpListener,
+    om: Overmind,
+    control: std::sync::Arc<Control>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    while let Ok((stream, _)) = listener.accept().await {
+        let (om, control) = (om.clone(), control.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
+                    return;
+                };
+                control.in_flight.fetch_add(1, Ordering::SeqCst);
+                let mut reply = if control.closing.load(Ordering::SeqCst) {
+                    json!({"err": "this node is shutting down", "not_executed": true})
+                } else {
+                    let op = cmd["op"].as_str().unwrap_or_default().to_owned();
+                    handle(&om, &op, &cmd).await
+                };
+                control.in_flight.fetch_sub(1, Ordering::SeqCst);
+                reply["req"] = cmd["req"].clone();
+                if write
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
         });
     }
 }

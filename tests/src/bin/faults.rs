@@ -1,0 +1,61 @@
+//! The fault-injection soak: random mixes of faults (or chosen ones) against real node
+//! processes, ZooKeeper and PostgreSQL, checked after every run. Exits 1 on any violation.
+//!
+//! ```text
+//! cargo run --release -p overmind-tests --features cluster --bin overmind-faults -- \
+//!     --runs 20 --seconds 60 [--seed 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|RollingRestart]
+//! ```
+
+use overmind_tests::faults::{self, Binaries, Fault, Plan};
+
+fn arg(name: &str) -> Option<String> {
+    let mut it = std::env::args().skip_while(|a| a != name);
+    it.next();
+    it.next()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let num = |k: &str, d: u64| arg(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (runs, seconds, seed) = (num("--runs", 5), num("--seconds", 30), num("--seed", 1));
+    let plan = match arg("--plan").as_deref() {
+        None | Some("Mixed") => Plan::Mixed,
+        Some(name) => match Fault::ALL.iter().find(|f| format!("{f:?}") == name) {
+            Some(f) => Plan::Single(*f),
+            None => {
+                eprintln!(
+                    "unknown plan {name}; expected Mixed or one of {:?}",
+                    Fault::ALL
+                );
+                std::process::exit(2);
+            }
+        },
+    };
+    // The node and client binaries sit next to this one.
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let bins = Binaries {
+        node: dir.join("overmind-test-node"),
+        client: dir.join("overmind-test-client"),
+    };
+    if !bins.node.exists() || !bins.client.exists() {
+        eprintln!(
+            "build the node and client first: cargo build --release -p overmind-tests --features cluster --bins"
+        );
+        std::process::exit(2);
+    }
+    let mut reports = Vec::new();
+    for run in 0..runs {
+        let report = faults::run(&bins, plan, seed + run, seconds).await;
+        println!(
+            "run {}/{runs}: {} violations",
+            run + 1,
+            report.outcome.violations.len()
+        );
+        reports.push(report);
+    }
+    let violations = faults::summarize(&reports);
+    std::process::exit(i32::from(violations > 0));
+}

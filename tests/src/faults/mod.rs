@@ -1,0 +1,498 @@
+//! The fault-injection suite: real node processes, real ZooKeeper and PostgreSQL, client
+//! processes recording histories, and faults injected through signals and TCP proxies.
+//!
+//! Every node reaches ZooKeeper through a proxy of its own, and every other node through a
+//! proxy per direction, so a test can cut one node off from ZooKeeper, or from its peers,
+//! without touching the rest. After each run [`check::check`] verifies the histories, the
+//! activations the nodes logged, and the stored values.
+
+pub mod check;
+pub mod proxy;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use overmind_core::{
+    ActorKey, StateStore,
+    codec::{self, Record},
+    store::PostgresStore,
+};
+use serde::Deserialize;
+
+use crate::{
+    cluster::{Node, NodeSpec},
+    postgres::Postgres,
+    process::free_port,
+    zookeeper::ZooKeeper,
+};
+use check::{Event, Op, Outcome};
+use proxy::Proxy;
+
+/// The faults the suite injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node under load, restart it a few seconds later.
+    Kill,
+    /// SIGSTOP a node for longer than the session timeout, then SIGCONT.
+    Pause,
+    /// Kill ZooKeeper and start it again.
+    ZooKeeperRestart,
+    /// Cut one node off from ZooKeeper, then heal.
+    ZooKeeperCut,
+    /// Cut one node off from its peers, then heal.
+    PeerCut,
+    /// Restart every node in turn, gracefully.
+    RollingRestart,
+}
+
+impl Fault {
+    /// Every fault, in the order a short run goes through them.
+    pub const ALL: [Fault; 6] = [
+        Fault::Kill,
+        Fault::Pause,
+        Fault::ZooKeeperRestart,
+        Fault::ZooKeeperCut,
+        Fault::PeerCut,
+        Fault::RollingRestart,
+    ];
+}
+
+/// What a run injects.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// One fault, once.
+    Single(Fault),
+    /// Faults chosen at random, one after another, for the whole run.
+    Mixed,
+}
+
+/// The binaries a run starts.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub node: PathBuf,
+    pub client: PathBuf,
+}
+
+/// One run's report.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub plan: String,
+    pub faults: Vec<String>,
+    pub outcome: Outcome,
+}
+
+const NODES: usize = 3;
+const CLIENTS: usize = 3;
+const ACTORS: u64 = 24;
+const SESSION_MS: u64 = 2000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+struct Cluster {
+    bins: Binaries,
+    zk: ZooKeeper,
+    pg: Postgres,
+    dir: tempfile::TempDir,
+    names: Vec<String>,
+    listen: Vec<u16>,
+    control: Vec<u16>,
+    zk_proxies: Vec<Proxy>,
+    links: HashMap<(usize, usize), Proxy>,
+    nodes: Vec<Option<Node>>,
+    paused: Vec<bool>,
+    kills: HashMap<String, Vec<u64>>,
+}
+
+impl Cluster {
+    async fn start(bins: &Binaries) -> Cluster {
+        let zk = tokio::task::block_in_place(ZooKeeper::start);
+        let pg = tokio::task::block_in_place(Postgres::start);
+        let zk_addr: SocketAddr = zk.connect().parse().expect("ZooKeeper address");
+        let names: Vec<String> = (0..NODES).map(|i| format!("n{i}")).collect();
+        let listen: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let control: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let mut zk_proxies = Vec::new();
+        for _ in 0..NODES {
+            zk_proxies.push(Proxy::start(zk_addr).await);
+        }
+        let mut links = HashMap::new();
+        for from in 0..NODES {
+            for (to, &port) in listen.iter().enumerate() {
+                if from != to {
+                    let upstream: SocketAddr = ([127, 0, 0, 1], port).into();
+                    links.insert((from, to), Proxy::start(upstream).await);
+                }
+            }
+        }
+        let mut cluster = Cluster {
+            bins: bins.clone(),
+            zk,
+            pg,
+            dir: tempfile::tempdir().expect("temp dir"),
+            names,
+            listen,
+            control,
+            zk_proxies,
+            links,
+            nodes: (0..NODES).map(|_| None).collect(),
+            paused: vec![false; NODES],
+            kills: HashMap::new(),
+        };
+        for i in 0..NODES {
+            cluster.start_node(i).await;
+        }
+        cluster.wait_all_stable().await;
+        cluster
+    }
+
+    async fn start_node(&mut self, i: usize) {
+        let routes: Vec<String> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| {
+                format!(
+                    "127.0.0.1:{}={}",
+                    self.listen[j],
+                    self.links[&(i, j)].addr()
+                )
+            })
+            .collect();
+        let events = self
+            .dir
+            .path()
+            .join(format!("events-{}.jsonl", self.names[i]));
+        let spec = NodeSpec {
+            bin: self.bins.node.to_str().unwrap_or_default(),
+            zk: self.zk_proxies[i].addr(),
+            pg: self.pg.url(),
+            cluster: "faults".into(),
+            name: self.names[i].clone(),
+            extra: vec![
+                ("listen", format!("127.0.0.1:{}", self.listen[i])),
+                ("control-port", self.control[i].to_string()),
+                ("events", events.display().to_string()),
+                ("route", routes.join(",")),
+                ("session-timeout-ms", SESSION_MS.to_string()),
+                ("unavailable-ms", "8000".into()),
+            ],
+        };
+        let node = Node::start(spec)
+            .await
+            .unwrap_or_else(|e| panic!("node {}: {e}", self.names[i]));
+        self.nodes[i] = Some(node);
+        self.paused[i] = false;
+    }
+
+    async fn wait_all_stable(&self) {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        for node in self.nodes.iter().flatten() {
+            node.wait_stable(&names).await;
+        }
+    }
+
+    /// Waits until every live node reports a stable view of all members (the last events).
+    async fn wait_settled(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            let mut settled = true;
+            for node in self.nodes.iter().flatten() {
+                let s = node.stats().await;
+                settled &= s["member"] == true && s["serving"] == true && s["epoch"] == s["stable"];
+            }
+            if settled {
+                let epochs: Vec<serde_json::Value> =
+                    futures::future::join_all(self.nodes.iter().flatten().map(|n| n.stats())).await;
+                if epochs.windows(2).all(|w| w[0]["epoch"] == w[1]["epoch"]) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    async fn kill(&mut self, i: usize) {
+        if let Some(mut node) = self.nodes[i].take() {
+            self.kills
+                .entry(self.names[i].clone())
+                .or_default()
+                .push(wall_us());
+            node.kill().await;
+        }
+    }
+
+    fn cut_peers(&self, i: usize, cut: bool) {
+        for ((from, to), proxy) in &self.links {
+            if *from == i || *to == i {
+                if cut { proxy.cut() } else { proxy.heal() }
+            }
+        }
+    }
+
+    /// Injects one fault and heals it.
+    async fn inject(&mut self, fault: Fault, i: usize) -> String {
+        let name = self.names[i].clone();
+        match fault {
+            Fault::Kill => {
+                self.kill(i).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                self.start_node(i).await;
+                format!("SIGKILL {name}, restarted")
+            }
+            Fault::Pause => {
+                if let Some(node) = &self.nodes[i] {
+                    node.pause();
+                    self.paused[i] = true;
+                    tokio::time::sleep(Duration::from_millis(SESSION_MS * 5 / 2)).await;
+                    node.resume();
+                    self.paused[i] = false;
+                }
+                format!("SIGSTOP {name} for {} ms, SIGCONT", SESSION_MS * 5 / 2)
+            }
+            Fault::ZooKeeperRestart => {
+                self.zk.kill();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                tokio::task::block_in_place(|| self.zk.restart());
+                "ZooKeeper killed, restarted".into()
+            }
+            Fault::ZooKeeperCut => {
+                self.zk_proxies[i].cut();
+                tokio::time::sleep(Duration::from_millis(SESSION_MS * 2)).await;
+                self.zk_proxies[i].heal();
+                format!("{name} cut from ZooKeeper for {} ms", SESSION_MS * 2)
+            }
+            Fault::PeerCut => {
+                self.cut_peers(i, true);
+                tokio::time::sleep(Duration::from_millis(SESSION_MS * 2)).await;
+                self.cut_peers(i, false);
+                format!("{name} cut from its peers for {} ms", SESSION_MS * 2)
+            }
+            Fault::RollingRestart => {
+                for j in 0..NODES {
+                    if let Some(mut node) = self.nodes[j].take() {
+                        node.shutdown().await;
+                    }
+                    self.start_node(j).await;
+                    if let Some(node) = &self.nodes[j] {
+                        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+                        node.wait_stable(&names).await;
+                    }
+                }
+                "rolling restart of every node".into()
+            }
+        }
+    }
+
+    /// Heals whatever is still broken: cuts, pauses, dead nodes.
+    async fn heal_all(&mut self) {
+        for proxy in &self.zk_proxies {
+            proxy.heal();
+        }
+        for proxy in self.links.values() {
+            proxy.heal();
+        }
+        for i in 0..NODES {
+            if self.paused[i] {
+                if let Some(node) = &self.nodes[i] {
+                    node.resume();
+                }
+                self.paused[i] = false;
+            }
+            if self.nodes[i].is_none() {
+                self.start_node(i).await;
+            }
+        }
+    }
+
+    fn start_clients(&self, seconds: u64, seed: u64) -> Vec<(tokio::process::Child, PathBuf)> {
+        let nodes: Vec<String> = self
+            .control
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        (0..CLIENTS)
+            .map(|c| {
+                let out = self.dir.path().join(format!("history-{c}.jsonl"));
+                let child = tokio::process::Command::new(&self.bins.client)
+                    .args(["--nodes", &nodes.join(",")])
+                    .args([
+                        "--actors",
+                        &ACTORS.to_string(),
+                        "--seconds",
+                        &seconds.to_string(),
+                    ])
+                    .args([
+                        "--workers",
+                        "3",
+                        "--seed",
+                        &(seed * 10 + c as u64 + 1).to_string(),
+                    ])
+                    .args(["--name", &format!("c{c}")])
+                    .arg("--out")
+                    .arg(&out)
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start a client");
+                (child, out)
+            })
+            .collect()
+    }
+
+    async fn finals(&self) -> BTreeMap<String, i64> {
+        #[derive(Deserialize)]
+        struct Counter {
+            value: i64,
+        }
+        let store = PostgresStore::connect(&self.pg.url(), 2)
+            .await
+            .expect("the store");
+        let mut out = BTreeMap::new();
+        for i in 0..ACTORS {
+            let id = format!("ctr-{i}");
+            let key = ActorKey::new("counter", id.clone()).expect("key");
+            let value = match store.load(&key).await.expect("load") {
+                None => 0,
+                Some(stored) => {
+                    let record =
+                        Record::decode_for(&stored.bytes, "counter").expect("a readable record");
+                    record
+                        .payload
+                        .map(|p| codec::decode_state::<Counter>(&p).expect("a counter").value)
+                        .unwrap_or(0)
+                }
+            };
+            out.insert(id, value);
+        }
+        out
+    }
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Runs one plan for `seconds` of workload.
+pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut cluster = Cluster::start(bins).await;
+    let started = Instant::now();
+    let clients = cluster.start_clients(seconds, seed);
+    let until = started + Duration::from_secs(seconds);
+    let mut faults = Vec::new();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    match plan {
+        Plan::Single(fault) => {
+            let i = rng.below(NODES);
+            faults.push(cluster.inject(fault, i).await);
+        }
+        Plan::Mixed => {
+            while Instant::now() + Duration::from_secs(8) < until {
+                let fault = Fault::ALL[rng.below(Fault::ALL.len() - 1)]; // rolling restarts run alone
+                let i = rng.below(NODES);
+                faults.push(cluster.inject(fault, i).await);
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(1500) as u64)).await;
+            }
+        }
+    }
+    let mut histories = Vec::new();
+    for (mut child, out) in clients {
+        let _ = tokio::time::timeout(Duration::from_secs(seconds + 60), child.wait()).await;
+        histories.push(out);
+    }
+    cluster.heal_all().await;
+    let settled = cluster.wait_settled().await;
+    let end_of_run = wall_us();
+    let finals = cluster.finals().await;
+    let ops: Vec<Op> = histories.iter().flat_map(|p| read_lines::<Op>(p)).collect();
+    let events: Vec<Event> = cluster
+        .names
+        .iter()
+        .flat_map(|n| read_lines::<Event>(&cluster.dir.path().join(format!("events-{n}.jsonl"))))
+        .collect();
+    let mut outcome = check::check(&ops, &events, &cluster.kills, end_of_run, &finals);
+    if !settled {
+        outcome
+            .violations
+            .push("the cluster did not settle after the faults were healed".into());
+    }
+    Report {
+        plan: match plan {
+            Plan::Single(f) => format!("{f:?}"),
+            Plan::Mixed => "Mixed".into(),
+        },
+        faults,
+        outcome,
+    }
+}
+
+/// Prints a table of reports and the totals; returns the number of violations.
+pub fn summarize(reports: &[Report]) -> usize {
+    println!(
+        "\n{:<18} {:>7} {:>7} {:>7} {:>8} {:>9} {:>10}  faults",
+        "run", "ops", "acked", "failed", "timeouts", "activated", "violations"
+    );
+    let mut total = Outcome::default();
+    let mut faults = 0;
+    for r in reports {
+        let o = &r.outcome;
+        println!(
+            "{:<18} {:>7} {:>7} {:>7} {:>8} {:>9} {:>10}  {}",
+            r.plan,
+            o.ops,
+            o.acked,
+            o.failed,
+            o.timeouts,
+            o.activations,
+            o.violations.len(),
+            r.faults.join("; ")
+        );
+        for v in o.violations.iter().take(10) {
+            println!("    VIOLATION {v}");
+        }
+        for (e, n) in &o.errors {
+            println!("    {n:>5} x {e}");
+        }
+        total.ops += o.ops;
+        total.acked += o.acked;
+        total.failed += o.failed;
+        total.timeouts += o.timeouts;
+        total.activations += o.activations;
+        total.violations.extend(o.violations.iter().cloned());
+        faults += r.faults.len();
+    }
+    println!(
+        "\nruns {}, faults injected {faults}, operations {}, acknowledged increments {}, failed {}, timed out {}, violations {}",
+        reports.len(),
+        total.ops,
+        total.acked,
+        total.failed,
+        total.timeouts,
+        total.violations.len()
+    );
+    total.violations.len()
+}

@@ -1,0 +1,50 @@
+//! The short fault-injection suite: every fault alone, then a random mix, against real node
+//! processes, ZooKeeper and PostgreSQL, with client processes recording histories. Violations
+//! must be 0. The long soak: `cargo run --release -p overmind-tests --features cluster --bin
+//! overmind-faults -- --runs 20 --seconds 60`.
+
+use overmind_tests::faults::{self, Binaries, Fault, Plan};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_alone_and_mixed_keeps_both_invariants() {
+    let bins = Binaries {
+        node: env!("CARGO_BIN_EXE_overmind-test-node").into(),
+        client: env!("CARGO_BIN_EXE_overmind-test-client").into(),
+    };
+    let mut reports = Vec::new();
+    for (i, fault) in Fault::ALL.into_iter().enumerate() {
+        let seconds = if fault == Fault::RollingRestart {
+            24
+        } else {
+            14
+        };
+        reports.push(faults::run(&bins, Plan::Single(fault), i as u64 + 1, seconds).await);
+    }
+    reports.push(faults::run(&bins, Plan::Mixed, 42, 30).await);
+    let violations = faults::summarize(&reports);
+    assert_eq!(violations, 0, "see the violations above");
+    for r in &reports {
+        assert!(
+            r.outcome.acked > 100,
+            "{}: the workload ran ({} acknowledged)",
+            r.plan,
+            r.outcome.acked
+        );
+        assert!(
+            r.outcome.activations > 0,
+            "{}: activations were recorded",
+            r.plan
+        );
+    }
+    // Planned moves fail no call: every node left and came back, and no call failed or hung.
+    let rolling = reports
+        .iter()
+        .find(|r| r.plan == "RollingRestart")
+        .expect("a rolling restart");
+    assert_eq!(
+        (rolling.outcome.failed, rolling.outcome.timeouts),
+        (0, 0),
+        "calls failed during a rolling restart: {:?}",
+        rolling.outcome.errors
+    );
+}
