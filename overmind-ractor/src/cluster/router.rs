@@ -1,8 +1,9 @@
 //! The router: one actor per node that takes messages from other nodes and delivers them to
 //! the local activation (or forwards them to the owner, when the sender's view was stale).
 //!
-//! Routers are found through a process group per node, `overmind/<cluster>/router/<node>`;
-//! ractor_cluster makes a peer's router visible here once the link is up. Virtual actors are
+//! Routers are found through a process group per registration,
+//! `overmind/<cluster>/router/<node>/<member id>`; ractor_cluster makes a peer's router visible
+//! here once the link is up. Virtual actors are
 //! never announced to peers: they stay local, and only routers cross the wire.
 
 use std::{collections::HashMap, sync::Arc};
