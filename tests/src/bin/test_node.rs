@@ -458,44 +458,43 @@ async fn bench(om: &Overmind, target: &str, n: usize) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let echo: ActorRef<EchoMsg> = echo.into();
-    async fn measure<F: std::future::Future<Output = bool>>(
-        n: usize,
-        mut op: impl FnMut() -> F,
-    ) -> Vec<f64> {
-        for _ in 0..n / 5 {
-            op().await; // warm up
-        }
-        let mut us = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = std::time::Instant::now();
-            assert!(op().await, "a benchmark call failed");
-            us.push(t.elapsed().as_secs_f64() * 1e6);
-        }
+    let stats = |us: &mut Vec<f64>| {
         us.sort_by(f64::total_cmp);
-        us
-    }
-    let stats = |us: &[f64]| json!({"median": us[us.len() / 2], "p99": us[us.len() * 99 / 100]});
+        json!({"median": us[us.len() / 2], "p99": us[us.len() * 99 / 100]})
+    };
     let remote = om.actor::<CounterActor>(remote_key);
     let local = om.actor::<CounterActor>(local_key);
-    let raw = measure(n, || {
-        let echo = echo.clone();
-        async move {
-            matches!(
-                echo.call(|r| EchoMsg::Ping(1, r), None).await,
-                Ok(overmind_ractor::ractor::rpc::CallResult::Success(1))
-            )
+    let raw_call = || async {
+        matches!(
+            echo.call(|r| EchoMsg::Ping(1, r), None).await,
+            Ok(overmind_ractor::ractor::rpc::CallResult::Success(1))
+        )
+    };
+    // Interleaved, call by call, so the raw baseline and Overmind see the same conditions
+    // (scheduler, loopback, other load on the machine).
+    let (mut raw, mut virt, mut loc) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n + n / 5 {
+        let t = std::time::Instant::now();
+        assert!(raw_call().await, "a raw call failed");
+        let t_raw = t.elapsed();
+        let t = std::time::Instant::now();
+        assert!(
+            remote.call(CounterMsg::Get, None).await.is_ok(),
+            "a remote call failed"
+        );
+        let t_virt = t.elapsed();
+        let t = std::time::Instant::now();
+        assert!(
+            local.call(CounterMsg::Get, None).await.is_ok(),
+            "a local call failed"
+        );
+        let t_loc = t.elapsed();
+        if i >= n / 5 {
+            // The first fifth warms up.
+            raw.push(t_raw.as_secs_f64() * 1e6);
+            virt.push(t_virt.as_secs_f64() * 1e6);
+            loc.push(t_loc.as_secs_f64() * 1e6);
         }
-    })
-    .await;
-    let virt = measure(n, || {
-        let remote = remote.clone();
-        async move { remote.call(CounterMsg::Get, None).await.is_ok() }
-    })
-    .await;
-    let loc = measure(n, || {
-        let local = local.clone();
-        async move { local.call(CounterMsg::Get, None).await.is_ok() }
-    })
-    .await;
-    json!({"raw": stats(&raw), "overmind_remote": stats(&virt), "overmind_local": stats(&loc)})
+    }
+    json!({"raw": stats(&mut raw), "overmind_remote": stats(&mut virt), "overmind_local": stats(&mut loc)})
 }
