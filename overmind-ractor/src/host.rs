@@ -37,6 +37,9 @@ pub(crate) struct Loaded<S> {
     pub(crate) lease: Option<Lease>,
     /// The activation's number (its lease's, in a cluster).
     pub(crate) activation: u64,
+    /// The registration (member id) the activation belongs to; it serves only while that
+    /// registration holds the node's lease. 0 on a single node.
+    pub(crate) member: u64,
 }
 
 pub(crate) struct HostState<A: VirtualActor> {
@@ -46,6 +49,7 @@ pub(crate) struct HostState<A: VirtualActor> {
     version: Version,
     lease: Option<Lease>,
     activation: u64,
+    member: u64,
     /// The payload the store holds (or, for a new actor, the initial state's encoding):
     /// a handler that leaves the encoding unchanged writes nothing.
     saved: Option<Vec<u8>>,
@@ -123,7 +127,7 @@ impl<A: VirtualActor> Host<A> {
                 reason: panic_message(panic),
             }),
         };
-        if outcome.is_ok() && !placement.serving() {
+        if outcome.is_ok() && !placement.serving_as(st.member) {
             // The lease ran out while the handler ran: another node may own the actor by now,
             // so nothing may be acknowledged (what was stored stays; the outcome is unknown).
             outcome = Err(Error::Unavailable {
@@ -167,6 +171,7 @@ impl<A: VirtualActor> Actor for Host<A> {
             version: loaded.version,
             lease: loaded.lease,
             activation: loaded.activation,
+            member: loaded.member,
             saved,
             failed: None,
         })
@@ -202,7 +207,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         msg: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if st.failed.is_none() && !self.slot.kind.rt.placement.serving() {
+        if st.failed.is_none() && !self.slot.kind.rt.placement.serving_as(st.member) {
             // This node may not serve now (its lease ran out): pass the message on, unhandled,
             // to wherever the actor is placed next.
             tracing::warn!(key = %self.slot.key, "lease expired: stopping the activation without handling");
@@ -254,6 +259,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         self.slot.kind.rt.activation_event(
             &self.slot.key,
             st.activation,
+            st.member,
             crate::ActivationEventKind::Stopped,
         );
         let stopped = AssertUnwindSafe(self.actor.post_stop(myself, &mut st.user))

@@ -27,8 +27,8 @@ use crate::{
 
 /// What the lifecycle may do next.
 enum Next {
-    /// Activate here, allowed under this epoch.
-    Activate(u64),
+    /// Activate here, allowed under this epoch, for this registration (member id).
+    Activate(u64, u64),
     /// The actor lives on another node.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Elsewhere(overmind_core::membership::Member),
@@ -46,7 +46,7 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     let deadline = tokio::time::Instant::now() + placement.unavailable_after;
     loop {
         match placement.decide(&key) {
-            (epoch, Decision::Activate) => return Next::Activate(epoch),
+            (epoch, Decision::Activate { member }) => return Next::Activate(epoch, member),
             (_, Decision::Elsewhere(owner)) => return Next::Elsewhere(owner),
             (_, Decision::Wait(reason)) => {
                 if rt.is_closing() {
@@ -71,8 +71,8 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
 pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     let rt = slot.kind.rt.clone();
     loop {
-        let epoch = match placeable(&slot).await {
-            Next::Activate(epoch) => epoch,
+        let (epoch, member) = match placeable(&slot).await {
+            Next::Activate(epoch, member) => (epoch, member),
             Next::Elsewhere(owner) => {
                 let (handed_over, queued) = slot.give_up();
                 #[cfg(feature = "cluster")]
@@ -99,7 +99,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
         if !slot.claim(epoch) {
             continue; // retired in a newer epoch while deciding: decide again
         }
-        match activate(&slot, epoch).await {
+        match activate(&slot, epoch, member).await {
             Err(ActivationError::Superseded { .. } | ActivationError::Contended)
                 if !rt.is_closing() =>
             {
@@ -122,7 +122,12 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 break;
             }
             Ok((actor, join, activation)) => {
-                rt.activation_event(&slot.key, activation, crate::ActivationEventKind::Started);
+                rt.activation_event(
+                    &slot.key,
+                    activation,
+                    member,
+                    crate::ActivationEventKind::Started,
+                );
                 rt.stats.activations.fetch_add(1, Ordering::Relaxed);
                 rt.stats.active.fetch_add(1, Ordering::Relaxed);
                 slot.activated(&actor);
@@ -146,10 +151,12 @@ fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
     }
 }
 
-/// Loads the stored state, takes the lease (in a cluster) and spawns the host.
+/// Loads the stored state, takes the lease (in a cluster) and spawns the host, for
+/// registration `member`.
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
     epoch: u64,
+    member: u64,
 ) -> Result<(ActorRef<A::Msg>, JoinHandle<()>, u64), ActivationError> {
     let rt = &slot.kind.rt;
     let (mut version, record) = match rt
@@ -190,7 +197,7 @@ async fn activate<A: VirtualActor>(
                 });
             }
         }
-        let lease = rt.placement.new_lease(epoch);
+        let lease = rt.placement.new_lease(epoch, member);
         let taken = Record {
             kind: A::KIND.to_owned(),
             lease: Some(lease.clone()),
@@ -217,6 +224,7 @@ async fn activate<A: VirtualActor>(
         stored,
         lease,
         activation,
+        member,
     };
     let actor = slot
         .kind

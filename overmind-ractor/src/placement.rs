@@ -20,8 +20,12 @@ use tokio::sync::watch;
 /// What may happen to an actor on this node now.
 #[derive(Debug, Clone)]
 pub(crate) enum Decision {
-    /// This node may activate it: it owns it and no other node can hold an activation.
-    Activate,
+    /// This node may activate it: it owns it and no other node can hold an activation. The
+    /// activation belongs to registration `member` and may serve only while it holds the lease.
+    Activate {
+        /// The registration (member id) the decision was made under.
+        member: u64,
+    },
     /// Another node owns it: send it there.
     Elsewhere(Member),
     /// Not yet: the lease is not held, no view is known, or the epoch that gave this node the
@@ -69,15 +73,9 @@ impl Placement {
         &self.node
     }
 
-    /// A lease for a new activation under `epoch`: this node, and an activation number unique
-    /// to this registration (its member id in the high half).
-    pub(crate) fn new_lease(&self, epoch: u64) -> overmind_core::codec::Lease {
-        let member = self
-            .current
-            .read()
-            .as_ref()
-            .and_then(|v| v.member.as_ref().map(|m| m.id))
-            .unwrap_or(0);
+    /// A lease for a new activation of registration `member` under `epoch`: this node, and an
+    /// activation number unique to the registration (its member id in the high half).
+    pub(crate) fn new_lease(&self, epoch: u64, member: u64) -> overmind_core::codec::Lease {
         let n = self.activations.fetch_add(1, Ordering::Relaxed);
         overmind_core::codec::Lease {
             epoch,
@@ -118,12 +116,12 @@ impl Placement {
         self.changes.subscribe()
     }
 
-    /// When the lease ran out, if it is not valid now.
-    pub(crate) fn lease_ended(&self) -> Option<std::time::Instant> {
-        if self.fixed || self.lease.is_valid() {
+    /// When registration `member`'s lease ran out, if it may not serve now.
+    pub(crate) fn lease_ended(&self, member: u64) -> Option<std::time::Instant> {
+        if self.fixed {
             None
         } else {
-            self.lease.expires_at()
+            self.lease.ended_for(member)
         }
     }
 
@@ -132,9 +130,23 @@ impl Placement {
         self.activations.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Whether this node may serve at all right now.
+    /// Whether this node may serve right now: it holds the lease, for the registration its
+    /// current view belongs to.
     pub(crate) fn serving(&self) -> bool {
-        self.fixed || self.lease.is_valid()
+        self.fixed
+            || self
+                .current
+                .read()
+                .as_ref()
+                .and_then(|nv| nv.member.as_ref())
+                .is_some_and(|m| self.lease.is_valid_for(m.id))
+    }
+
+    /// Whether an activation of registration `member` may serve right now. After a session
+    /// expired, the node's new registration holds the lease, and activations of the old one
+    /// may never serve again.
+    pub(crate) fn serving_as(&self, member: u64) -> bool {
+        self.fixed || self.lease.is_valid_for(member)
     }
 
     #[cfg(feature = "cluster")]
@@ -160,7 +172,7 @@ impl Placement {
     /// What may happen to `key` on this node now, and the epoch of the view that decided.
     pub(crate) fn decide(&self, key: &str) -> (u64, Decision) {
         if self.fixed {
-            return (self.epoch(), Decision::Activate);
+            return (self.epoch(), Decision::Activate { member: 0 });
         }
         let current = self.current.read();
         let Some(nv) = current.as_ref() else {
@@ -177,10 +189,24 @@ impl Placement {
                 Decision::Wait("this node is not a member of the current view")
             }
             Some(_) if !self.lease.is_valid() => Decision::Wait("this node's lease has expired"),
+            // A view read under an earlier registration (the session expired and the node
+            // rejoined): the cluster may have handed this node's actors over since.
+            Some(_)
+                if !nv
+                    .member
+                    .as_ref()
+                    .is_some_and(|m| self.lease.is_valid_for(m.id)) =>
+            {
+                Decision::Wait(
+                    "this node rejoined the cluster and waits for a view of its new registration",
+                )
+            }
             Some(_) if !view.settled_owner(key, &self.node) => {
                 Decision::Wait("waiting for the previous owner to release the actor")
             }
-            Some(_) => Decision::Activate,
+            Some(_) => Decision::Activate {
+                member: nv.member.as_ref().map_or(0, |m| m.id),
+            },
         };
         (view.epoch(), decision)
     }
@@ -196,5 +222,96 @@ impl Placement {
         current
             .as_ref()
             .is_some_and(|nv| nv.is_member() && nv.view.settled_owner(key, &self.node))
+    }
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use std::time::Instant;
+
+    use overmind_core::membership::{MembershipError, View, ViewRecord, view::Epoch};
+
+    use super::*;
+
+    /// Membership whose lease the test grants and revokes by hand; views are installed
+    /// directly, as the rebalancer would.
+    struct Manual {
+        lease: Arc<Lease>,
+        views: watch::Sender<Option<NodeView>>,
+    }
+
+    impl Membership for Manual {
+        fn node(&self) -> &str {
+            "n0"
+        }
+        fn views(&self) -> watch::Receiver<Option<NodeView>> {
+            self.views.subscribe()
+        }
+        fn lease(&self) -> Arc<Lease> {
+            self.lease.clone()
+        }
+        fn applied(&self, _epoch: u64) {}
+        fn leave(&self) -> futures::future::BoxFuture<'_, Result<(), MembershipError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn view_with(id: u64, epoch: u64) -> NodeView {
+        let me = Member {
+            id,
+            name: "n0".into(),
+            addr: String::new(),
+        };
+        let view = Arc::new(View::new(
+            ViewRecord {
+                epoch,
+                stable: epoch,
+                history: vec![Epoch {
+                    epoch,
+                    members: vec![me.clone()],
+                }],
+            },
+            16,
+        ));
+        NodeView {
+            view,
+            member: Some(me),
+        }
+    }
+
+    #[test]
+    fn a_view_from_an_expired_registration_decides_nothing() {
+        let lease = Arc::new(Lease::new());
+        let membership = Arc::new(Manual {
+            lease: lease.clone(),
+            views: watch::channel(None).0,
+        });
+        let placement = Placement::new(membership, false, Duration::from_secs(1));
+        let later = || Instant::now() + Duration::from_secs(60);
+        lease.grant(3, later());
+        placement.install(Some(view_with(3, 7)));
+        assert!(matches!(
+            placement.decide("k").1,
+            Decision::Activate { member: 3 }
+        ));
+        assert!(placement.serving() && placement.serving_as(3));
+        // The session expires and the node rejoins as member 5 before its first new view.
+        lease.revoke();
+        lease.grant(5, later());
+        assert!(
+            matches!(placement.decide("k").1, Decision::Wait(_)),
+            "the old registration's view must not decide"
+        );
+        assert!(!placement.serving(), "no view of the new registration yet");
+        assert!(
+            !placement.serving_as(3),
+            "an activation of the old registration may not serve"
+        );
+        placement.install(Some(view_with(5, 9)));
+        assert!(matches!(
+            placement.decide("k").1,
+            Decision::Activate { member: 5 }
+        ));
+        assert!(placement.serving_as(5) && !placement.serving_as(3));
     }
 }

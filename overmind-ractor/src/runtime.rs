@@ -75,19 +75,20 @@ impl Runtime {
         }
     }
 
-    /// Reports an activation event to the hook, if any. A stop while the node may not serve
-    /// is dated when the lease ran out.
+    /// Reports an activation event to the hook, if any. A stop after the activation's
+    /// registration lost the lease is dated when the lease ran out.
     pub(crate) fn activation_event(
         &self,
         key: &overmind_core::ActorKey,
         activation: u64,
+        member: u64,
         kind: crate::ActivationEventKind,
     ) {
         let Some(hook) = &self.on_activation else {
             return;
         };
         let now = std::time::SystemTime::now();
-        let at = match (kind, self.placement.lease_ended()) {
+        let at = match (kind, self.placement.lease_ended(member)) {
             (crate::ActivationEventKind::Stopped, Some(ended)) => {
                 now - std::time::Instant::now().saturating_duration_since(ended)
             }

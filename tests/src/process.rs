@@ -71,3 +71,15 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
         Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
     })
 }
+
+/// The command line's `--name value` pairs, for the test binaries.
+pub fn flags() -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if let (Some(name), Some(value)) = (flag.strip_prefix("--"), it.next()) {
+            out.insert(name.to_owned(), value);
+        }
+    }
+    out
+}

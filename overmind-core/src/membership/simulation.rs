@@ -39,6 +39,9 @@ struct Rules {
     ack_before_retiring: bool,
     /// Bug: serve whether or not the lease is valid.
     ignore_lease: bool,
+    /// Bug: after rejoining, trust the view read under the old registration (the lease
+    /// belongs to the node, not to a registration).
+    trust_stale_view: bool,
 }
 
 struct Rng(u64);
@@ -90,6 +93,8 @@ struct Node {
     member: Option<MemberId>,
     lease_until: u64,
     view: Option<View>,
+    /// The registration under which `view` was read.
+    view_member: Option<MemberId>,
     activations: BTreeMap<String, Activation>,
     retiring: BTreeSet<String>,
 }
@@ -136,6 +141,7 @@ impl Node {
             member: None,
             lease_until: 0,
             view: None,
+            view_member: None,
             activations: BTreeMap::new(),
             retiring: BTreeSet::new(),
         }
@@ -155,9 +161,14 @@ impl Node {
         let Some(view) = &self.view else {
             return false;
         };
-        let member = self
-            .member
-            .is_some_and(|id| view.members().iter().any(|m| m.id == id));
+        // The real node checks that its view was read under the registration that holds the
+        // lease; the broken rule trusts whichever registration read it.
+        let me = if rules.trust_stale_view {
+            self.view_member
+        } else {
+            self.member.filter(|id| self.view_member == Some(*id))
+        };
+        let member = me.is_some_and(|id| view.members().iter().any(|m| m.id == id));
         if !member {
             return false;
         }
@@ -258,8 +269,9 @@ impl Sim {
         // Read and apply the view: retire whatever is not settled here.
         if let Some(record) = &self.zk.view {
             let newer = node.view.as_ref().is_none_or(|v| v.record() != record);
-            if newer {
+            if newer || node.view_member != Some(id) {
                 node.view = Some(View::new(record.clone(), VNODES));
+                node.view_member = Some(id);
                 let unsettled: Vec<String> = node
                     .activations
                     .keys()
@@ -539,6 +551,13 @@ fn broken_rules_are_caught() {
             "serving without a lease",
             Rules {
                 ignore_lease: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "trusting a view read under an expired registration",
+            Rules {
+                trust_stale_view: true,
                 ..Rules::default()
             },
         ),

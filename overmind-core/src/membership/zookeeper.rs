@@ -439,7 +439,9 @@ async fn session(shared: &Shared) -> Ended {
         Ok((_, seq)) => seq.into_i64() as MemberId,
         Err(e) => return classify(&paths.member_prefix, e),
     };
-    shared.lease.extend(lease_until(t0, timeout));
+    // The lease belongs to this registration: nothing decided under an earlier one (an
+    // expired session) can serve under it.
+    shared.lease.grant(me, lease_until(t0, timeout));
     let my_path = paths.member(me);
     tracing::info!(node = %cfg.node, member = me, "registered in cluster {}", cfg.cluster);
 

@@ -99,6 +99,20 @@ struct Peer {
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long the node with the greater name waits for its peer to dial before it dials
+/// itself. Two nodes dialing each other at once make ractor_cluster keep one session and
+/// close the other, and messages already sent over the closed one are lost; so the node with
+/// the smaller name dials, and the other only as a fallback (a one-way firewall, say).
+const FALLBACK_DIAL: Duration = Duration::from_secs(2);
+
+/// When to dial `peer` first, as node `me`.
+fn first_attempt(me: &str, peer: &str) -> Instant {
+    if me < peer {
+        Instant::now()
+    } else {
+        Instant::now() + FALLBACK_DIAL
+    }
+}
 
 /// Keeps a link open to every other member of the view until `link.stop` is set.
 pub(crate) async fn maintain(link: Arc<ClusterLink>) {
@@ -147,7 +161,8 @@ pub(crate) async fn maintain(link: Arc<ClusterLink>) {
                         if sessions.remove(&session) && sessions.is_empty() {
                             tracing::info!(peer = %name, "link closed; reconnecting");
                             if let Some(peer) = peers.get_mut(name) {
-                                peer.next_attempt = Instant::now() + peer.backoff;
+                                peer.next_attempt =
+                                    first_attempt(&link.config.node, name).max(Instant::now() + peer.backoff);
                             }
                         }
                     }
@@ -173,13 +188,13 @@ fn update_peers(peers: &mut HashMap<String, Peer>, view: &Option<NodeView>, me: 
     for (name, addr) in members {
         let peer = peers.entry(name.to_owned()).or_insert_with(|| Peer {
             addr: addr.to_owned(),
-            next_attempt: Instant::now(),
+            next_attempt: first_attempt(me, name),
             backoff: FIRST_BACKOFF,
         });
         if peer.addr != addr {
             // Restarted elsewhere: dial the new address.
             peer.addr = addr.to_owned();
-            peer.next_attempt = Instant::now();
+            peer.next_attempt = first_attempt(me, name);
             peer.backoff = FIRST_BACKOFF;
         }
     }

@@ -49,6 +49,10 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
             }
             futures::future::join_all(retiring).await;
             membership.applied(epoch);
+        } else {
+            // The session ended: the old view no longer says who owns anything. Until the
+            // new registration's first view, nothing may be activated or routed by it.
+            rt.placement.install(None);
         }
         tokio::select! {
             changed = views.changed() => if changed.is_err() { return },
@@ -64,8 +68,23 @@ pub(crate) async fn watch_lease(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
     let mut changes = lease.subscribe();
     let mut stop = link.stop.subscribe();
     let mut was_valid = lease.is_valid();
+    let mut holder = lease.holder();
     loop {
         let valid = lease.is_valid();
+        let now_holder = lease.holder();
+        if now_holder != holder {
+            if holder.is_some() {
+                // A new registration (the session expired and the node rejoined): activations
+                // of the old one may never serve again, so stop them now rather than at their
+                // next message.
+                tracing::warn!(node = %link.config.node, member = ?now_holder, "rejoined as a new member: stopping the old registration's activations");
+                for kind in kinds.values() {
+                    kind.stop_all();
+                }
+            }
+            holder = now_holder;
+            rt.placement.changed();
+        }
         if valid != was_valid {
             if valid {
                 tracing::info!(node = %link.config.node, "lease regained: serving again");

@@ -8,17 +8,23 @@
 
 use overmind_tests::faults::{self, Binaries, Fault, Plan};
 
-fn arg(name: &str) -> Option<String> {
-    let mut it = std::env::args().skip_while(|a| a != name);
-    it.next();
-    it.next()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let num = |k: &str, d: u64| arg(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (runs, seconds, seed) = (num("--runs", 5), num("--seconds", 30), num("--seed", 1));
-    let plan = match arg("--plan").as_deref() {
+    let flags = overmind_tests::process::flags();
+    let num = |k: &str, d: u64| {
+        flags.get(k).map_or(Ok(d), |v| {
+            v.parse()
+                .map_err(|_| format!("--{k} takes a whole number, not {v:?}"))
+        })
+    };
+    let (runs, seconds, seed) = match (num("runs", 5), num("seconds", 30), num("seed", 1)) {
+        (Ok(r), Ok(s), Ok(e)) => (r, s, e),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let plan = match flags.get("plan").map(String::as_str) {
         None | Some("Mixed") => Plan::Mixed,
         Some(name) => match Fault::ALL.iter().find(|f| format!("{f:?}") == name) {
             Some(f) => Plan::Single(*f),

@@ -5,24 +5,13 @@
 //! Usage: `overmind-test-client --nodes ADDR,ADDR --actors N --seconds S --workers W --seed X
 //! --name NAME --out FILE [--think-ms N]`
 
-use std::{collections::HashMap, io::Write, time::Duration};
+use std::{io::Write, time::Duration};
 
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
-
-fn args() -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if let (Some(name), Some(value)) = (flag.strip_prefix("--"), it.next()) {
-            out.insert(name.to_owned(), value);
-        }
-    }
-    out
-}
 
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -63,7 +52,7 @@ async fn ask(conn: &mut Conn, cmd: &Value, deadline: Duration) -> Option<Value> 
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args = args();
+    let args = overmind_tests::process::flags();
     let num = |k: &str, d: u64| args.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
     let nodes: Vec<String> = args
         .get("nodes")

@@ -5,7 +5,7 @@
 //! Usage: `overmind-test-node --zk HOST:PORT --cluster NAME --node NAME --store URL
 //! [--cookie C] [--session-timeout-ms N] [--unavailable-ms N]`
 
-use std::{collections::HashMap, io::Write, sync::Arc, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use overmind_core::store::PostgresStore;
 use overmind_ractor::{
@@ -107,17 +107,6 @@ fn now_ms() -> u128 {
         .unwrap_or_default()
 }
 
-fn args() -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if let (Some(name), Some(value)) = (flag.strip_prefix("--"), it.next()) {
-            out.insert(name.to_owned(), value);
-        }
-    }
-    out
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     tracing_subscriber::fmt()
@@ -127,7 +116,7 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = args();
+    let args = overmind_tests::process::flags();
     let get = |k: &str| args.get(k).cloned().unwrap_or_default();
     let ms = |k: &str, default: u64| {
         Duration::from_millis(args.get(k).and_then(|v| v.parse().ok()).unwrap_or(default))
