@@ -508,4 +508,9 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_foreign_certificate() {
         Some(0),
         "nothing reached c"
     );
+
+    // A node without TLS is refused by membership: it could reach no one.
+    let plain = node_with(&zk, &pg, "p", vec![]).await;
+    let err = plain.err().expect("a plain node cannot join a TLS cluster");
+    assert!(err.contains("mutual TLS"), "{err}");
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use overmind_core::membership::{
-    Membership, MembershipError, NodeView, ZooKeeperConfig, ZooKeeperMembership,
+    LinkSecurity, Membership, MembershipError, NodeView, ZooKeeperConfig, ZooKeeperMembership,
 };
 use overmind_tests::zookeeper::ZooKeeper;
 
@@ -165,6 +165,19 @@ async fn misconfigured_nodes_get_clear_errors() {
         "{err}"
     );
     assert!(err.to_string().contains("same cookie"), "{err}");
+
+    // Right cookie, but TLS where the cluster links in plain TCP: it could never reach anyone.
+    let mut tls = config(&zk, "t");
+    tls.links = LinkSecurity::MutualTls;
+    let err = ZooKeeperMembership::join(tls).await.unwrap_err();
+    assert!(
+        matches!(err, MembershipError::LinkSecurityMismatch { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("plain TCP") && err.to_string().contains("mutual TLS"),
+        "{err}"
+    );
 
     let mut bad = config(&zk, "c");
     bad.node = "has space".into();

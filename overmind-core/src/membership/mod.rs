@@ -24,7 +24,7 @@ use tokio::sync::watch;
 pub use lease::Lease;
 pub use view::{Member, MemberId, View, ViewRecord};
 #[cfg(feature = "zookeeper")]
-pub use zookeeper::{ZooKeeperConfig, ZooKeeperMembership};
+pub use zookeeper::{LinkSecurity, ZooKeeperConfig, ZooKeeperMembership};
 
 use crate::store::BoxFuture;
 
@@ -62,6 +62,18 @@ pub enum MembershipError {
     CookieMismatch {
         /// The cluster.
         cluster: String,
+    },
+    /// This node links to its peers differently from the cluster (TLS on one, not the other).
+    #[error(
+        "cluster {cluster:?} links its nodes with {cluster_links}, but this node is configured for {node_links}: every node of a cluster must use the same (set or remove the TLS configuration)"
+    )]
+    LinkSecurityMismatch {
+        /// The cluster.
+        cluster: String,
+        /// What the cluster uses.
+        cluster_links: String,
+        /// What this node was configured for.
+        node_links: String,
     },
     /// A live member already uses this node's name.
     #[error(

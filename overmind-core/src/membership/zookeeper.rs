@@ -1,7 +1,8 @@
 //! Membership in ZooKeeper.
 //!
 //! ```text
-//! /overmind/<cluster>                 data: the cluster cookie's fingerprint
+//! /overmind/<cluster>                 data: ClusterRecord (JSON): the cookie's fingerprint and
+//!                                     how members link (plain TCP or mutual TLS)
 //! /overmind/<cluster>/members/m-<seq> ephemeral sequential; data: MemberData (JSON)
 //! /overmind/<cluster>/view            data: ViewRecord (JSON), written only by the leader,
 //!                                     always conditional on the version it read
@@ -54,6 +55,9 @@ pub struct ZooKeeperConfig {
     pub addr: String,
     /// The cluster cookie. Only its fingerprint is stored in ZooKeeper.
     pub cookie: String,
+    /// How this node links to its peers. Every member of a cluster must use the same: a
+    /// node that could not talk to the others would own actors nobody can reach.
+    pub links: LinkSecurity,
     /// Requested session timeout (the server may clamp it).
     pub session_timeout: Duration,
     /// Virtual nodes per member on the ring.
@@ -63,7 +67,8 @@ pub struct ZooKeeperConfig {
 }
 
 impl ZooKeeperConfig {
-    /// A configuration with defaults: 6 s sessions, 256 virtual nodes, 30 s to join.
+    /// A configuration with defaults: plain links, 6 s sessions, 256 virtual nodes, 30 s to
+    /// join.
     pub fn new(
         connect: impl Into<String>,
         cluster: impl Into<String>,
@@ -77,6 +82,7 @@ impl ZooKeeperConfig {
             node: node.into(),
             addr: addr.into(),
             cookie: cookie.into(),
+            links: LinkSecurity::Plain,
             session_timeout: Duration::from_secs(6),
             vnodes: DEFAULT_VNODES,
             join_timeout: Duration::from_secs(30),
@@ -110,6 +116,33 @@ impl ZooKeeperConfig {
         }
         Ok(())
     }
+}
+
+/// How the members of a cluster link to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkSecurity {
+    /// Plain TCP, authenticated by the cookie.
+    Plain,
+    /// Mutual TLS, and the cookie.
+    MutualTls,
+}
+
+impl std::fmt::Display for LinkSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "plain TCP",
+            Self::MutualTls => "mutual TLS",
+        })
+    }
+}
+
+/// What the cluster's root node holds: set by the first node, checked by every other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ClusterRecord {
+    /// SHA-256 of the cluster name and cookie, hex.
+    cookie: String,
+    links: LinkSecurity,
 }
 
 /// What a member publishes about itself in its member node.
@@ -461,7 +494,8 @@ async fn session(shared: &Shared) -> Ended {
     ended
 }
 
-/// Creates the cluster's nodes if needed and checks the cookie fingerprint.
+/// Creates the cluster's nodes if needed and checks that this node's cookie and link security
+/// are the cluster's.
 async fn prepare(client: &zk::Client, shared: &Shared) -> Result<(), Ended> {
     let paths = &shared.paths;
     let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -476,13 +510,19 @@ async fn prepare(client: &zk::Client, shared: &Shared) -> Result<(), Ended> {
             .get_data(&paths.root)
             .await
             .map_err(|e| classify(&paths.root, e))?;
+        let mine = ClusterRecord {
+            cookie: shared.fingerprint.clone(),
+            links: shared.cfg.links,
+        };
         if data.is_empty() {
+            let record = serde_json::to_vec(&mine).map_err(|e| {
+                Ended::Fatal(MembershipError::Coordination {
+                    path: paths.root.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
             match client
-                .set_data(
-                    &paths.root,
-                    shared.fingerprint.as_bytes(),
-                    Some(stat.version),
-                )
+                .set_data(&paths.root, &record, Some(stat.version))
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -490,14 +530,36 @@ async fn prepare(client: &zk::Client, shared: &Shared) -> Result<(), Ended> {
                 Err(e) => return Err(classify(&paths.root, e)),
             }
         }
-        return if data == shared.fingerprint.as_bytes() {
-            Ok(())
-        } else {
-            Err(Ended::Fatal(MembershipError::CookieMismatch {
-                cluster: shared.cfg.cluster.clone(),
-            }))
-        };
+        return check_cluster_record(&data, &mine, &shared.cfg.cluster, &paths.root)
+            .map_err(Ended::Fatal);
     }
+}
+
+/// Compares the cluster's record with this node's.
+fn check_cluster_record(
+    data: &[u8],
+    mine: &ClusterRecord,
+    cluster: &str,
+    path: &str,
+) -> Result<(), MembershipError> {
+    let theirs: ClusterRecord =
+        serde_json::from_slice(data).map_err(|e| MembershipError::Coordination {
+            path: path.to_owned(),
+            reason: format!("cluster record: {e}"),
+        })?;
+    if theirs.cookie != mine.cookie {
+        return Err(MembershipError::CookieMismatch {
+            cluster: cluster.to_owned(),
+        });
+    }
+    if theirs.links != mine.links {
+        return Err(MembershipError::LinkSecurityMismatch {
+            cluster: cluster.to_owned(),
+            cluster_links: theirs.links.to_string(),
+            node_links: mine.links.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads every live member's registration.
@@ -830,6 +892,32 @@ mod tests {
         assert_eq!(paths.member(12), "/overmind/c/members/m-0000000012");
         assert_eq!(Paths::parse_child("m-0000000012"), Some(12));
         assert_eq!(Paths::parse_child("x-1"), None);
+    }
+
+    #[test]
+    fn the_cluster_record_decides_who_may_join() {
+        let record = |cookie: &str, links| ClusterRecord {
+            cookie: cookie.into(),
+            links,
+        };
+        let cluster = record("abc", LinkSecurity::Plain);
+        let stored = serde_json::to_vec(&cluster).unwrap();
+        let check = |mine: &ClusterRecord| check_cluster_record(&stored, mine, "c", "/overmind/c");
+        assert!(check(&cluster).is_ok());
+        assert!(matches!(
+            check(&record("xyz", LinkSecurity::Plain)),
+            Err(MembershipError::CookieMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&record("abc", LinkSecurity::MutualTls)),
+            Err(MembershipError::LinkSecurityMismatch { .. })
+        ));
+        // A root that holds something else is reported, never overwritten.
+        let err = check_cluster_record(b"garbage", &cluster, "c", "/overmind/c").unwrap_err();
+        assert!(
+            matches!(&err, MembershipError::Coordination { path, .. } if path == "/overmind/c"),
+            "{err}"
+        );
     }
 
     #[test]

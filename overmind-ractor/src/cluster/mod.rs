@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use overmind_core::membership::{ZooKeeperConfig, ZooKeeperMembership};
+use overmind_core::membership::{LinkSecurity, ZooKeeperConfig, ZooKeeperMembership};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use tokio::sync::watch;
@@ -366,6 +366,11 @@ pub(crate) fn membership_config(config: &ClusterConfig, addr: &str) -> ZooKeeper
         addr,
         &config.cookie,
     );
+    zk.links = if config.tls.is_some() {
+        LinkSecurity::MutualTls
+    } else {
+        LinkSecurity::Plain
+    };
     zk.session_timeout = config.session_timeout;
     zk.vnodes = config.vnodes;
     zk.join_timeout = config.join_timeout;
