@@ -289,6 +289,35 @@ async fn the_cluster_carries_on_through_a_zookeeper_restart() {
     assert!(values.iter().all(|v| *v == 2));
 }
 
+/// Starts a ractor_cluster node in this test process and dials node `a` from it.
+async fn dial_as_plain_ractor_node(
+    a: &Node,
+    name: &str,
+    cookie: &str,
+) -> ractor::ActorRef<ractor_cluster::NodeServerMessage> {
+    let ready = a
+        .wait_event("ready", Duration::from_secs(1), |e| e["event"] == "ready")
+        .await
+        .expect("node a is ready");
+    let addr = ready["addr"].as_str().expect("an address").to_owned();
+    let server = ractor_cluster::NodeServer::new(
+        0,
+        cookie.into(),
+        name.into(),
+        "overmind".into(),
+        None,
+        None,
+    )
+    .with_listen_addr([127, 0, 0, 1].into());
+    let (server, _) = ractor::Actor::spawn(None, server, ())
+        .await
+        .expect("a ractor_cluster node");
+    ractor_cluster::client_connect(&server, addr.as_str())
+        .await
+        .expect("dial node a");
+    server
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_cookie_is_refused() {
     let zk = ZooKeeper::start();
@@ -300,26 +329,7 @@ async fn a_peer_with_the_wrong_cookie_is_refused() {
     let err = refused.err().expect("refused");
     assert!(err.contains("cookie"), "{err}");
     // ...and ractor_cluster refuses its link, too.
-    let addr = a
-        .wait_event("ready", Duration::from_secs(1), |e| e["event"] == "ready")
-        .await
-        .unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let server = ractor_cluster::NodeServer::new(
-        0,
-        "not-the-cookie".into(),
-        "intruder".into(),
-        "overmind".into(),
-        None,
-        None,
-    )
-    .with_listen_addr([127, 0, 0, 1].into());
-    let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
-    ractor_cluster::client_connect(&server, addr.as_str())
-        .await
-        .unwrap();
+    let server = dial_as_plain_ractor_node(&a, "intruder", "not-the-cookie").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sessions = ractor::call!(server, ractor_cluster::NodeServerMessage::GetSessions).unwrap();
     assert!(sessions.is_empty(), "the link was not kept: {sessions:?}");
@@ -337,27 +347,8 @@ async fn an_undecodable_frame_gets_a_typed_error_and_the_router_carries_on() {
     let pg = Postgres::start();
     let a = node(&zk, &pg, "a").await;
     a.wait_stable(&["a"]).await;
-    let addr = a
-        .wait_event("ready", Duration::from_secs(1), |e| e["event"] == "ready")
-        .await
-        .unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     // This test process links to node a as a plain ractor_cluster node.
-    let server = ractor_cluster::NodeServer::new(
-        0,
-        "test-cookie".into(),
-        "prober".into(),
-        "overmind".into(),
-        None,
-        None,
-    )
-    .with_listen_addr([127, 0, 0, 1].into());
-    let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
-    ractor_cluster::client_connect(&server, addr.as_str())
-        .await
-        .unwrap();
+    let server = dial_as_plain_ractor_node(&a, "prober", "test-cookie").await;
     // Node a's router, under its registration's group.
     let deadline = Instant::now() + Duration::from_secs(10);
     let router: ractor::ActorRef<RouterMsg> = loop {
