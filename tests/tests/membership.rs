@@ -186,9 +186,12 @@ async fn misconfigured_nodes_get_clear_errors() {
         Err(MembershipError::Config(_))
     ));
 
-    // Nothing listens on this port.
+    // Nothing listens on this port: it is bound, not listening, so no test beside this one can
+    // take it meanwhile.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind(([127, 0, 0, 1], 0).into()).unwrap();
     let mut down = config(&zk, "d");
-    down.connect = format!("127.0.0.1:{}", overmind_tests::process::free_port());
+    down.connect = format!("127.0.0.1:{}", reserved.local_addr().unwrap().port());
     down.join_timeout = Duration::from_secs(3);
     let started = Instant::now();
     let err = ZooKeeperMembership::join(down).await.unwrap_err();

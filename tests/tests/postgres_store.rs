@@ -52,7 +52,11 @@ fn postgres_store_matches_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_a_clear_error() {
-    let port = overmind_tests::process::free_port();
+    // A bound socket that does not listen: connections to it are refused, and no test running
+    // beside this one can take the port meanwhile (a merely free port could be).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let err = PostgresStore::connect(&format!("postgres://overmind:secret@127.0.0.1:{port}/x"), 2)
         .await
         .unwrap_err();
