@@ -7,29 +7,12 @@
 
 use std::{io::Write, time::Duration};
 
+use overmind_tests::faults::{check::wall_us, rng::Rng};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 type Conn = (
     tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
@@ -76,14 +59,14 @@ async fn main() {
     for w in 0..workers {
         let (nodes, name) = (nodes.clone(), name.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(seed.wrapping_mul(1000).wrapping_add(w) | 1);
+            let mut rng = Rng::new(seed.wrapping_mul(1000).wrapping_add(w));
             let mut history = Vec::new();
             let mut conns: Vec<Option<Conn>> = nodes.iter().map(|_| None).collect();
             let mut at = (w as usize + seed as usize) % nodes.len().max(1);
             let mut req = 0u64;
             while tokio::time::Instant::now() < deadline {
-                let key = format!("ctr-{}", rng.next() % actors);
-                let increment = rng.next() % 10 < 6;
+                let key = format!("ctr-{}", rng.next_u64() % actors);
+                let increment = rng.next_u64() % 10 < 6;
                 req += 1;
                 let cmd = if increment {
                     json!({"op": "add", "id": key, "n": 1, "timeout_ms": 4000, "req": req})
@@ -103,9 +86,9 @@ async fn main() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                let t0 = now_us();
+                let t0 = wall_us();
                 let reply = ask(conn, &cmd, Duration::from_secs(5)).await;
-                let t1 = now_us();
+                let t1 = wall_us();
                 if reply.as_ref().is_some_and(|r| r["not_executed"] == true) {
                     // The node refused it unexecuted (it is shutting down): go elsewhere.
                     conns[at] = None;
@@ -122,7 +105,7 @@ async fn main() {
                     // This node did not answer: the connection may be stuck; try the next one.
                     conns[at] = None;
                     at = (at + 1) % nodes.len();
-                } else if reply.as_ref().is_some_and(|r| r.get("err").is_some()) && rng.next() % 4 == 0 {
+                } else if reply.as_ref().is_some_and(|r| r.get("err").is_some()) && rng.next_u64() % 4 == 0 {
                     at = (at + 1) % nodes.len();
                 }
                 history.push(record);

@@ -218,6 +218,19 @@ pub fn check(
     out
 }
 
+/// Microseconds since the Unix epoch. Histories and activation events from different
+/// processes are compared on this clock.
+pub fn unix_us(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub fn wall_us() -> u64 {
+    unix_us(std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod proxy;
+pub mod rng;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -30,8 +31,10 @@ use crate::{
     process::free_port,
     zookeeper::ZooKeeper,
 };
+use check::wall_us;
 use check::{Event, Op, Outcome};
 use proxy::Proxy;
+use rng::Rng;
 
 /// The faults the suite injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,24 +93,6 @@ const NODES: usize = 3;
 const CLIENTS: usize = 3;
 const ACTORS: u64 = 24;
 const SESSION_MS: u64 = 2000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
-fn wall_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
-}
 
 struct Cluster {
     bins: Binaries,
@@ -398,7 +383,7 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
 
 /// Runs one plan for `seconds` of workload.
 pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut cluster = Cluster::start(bins).await;
     let started = Instant::now();
     let clients = cluster.start_clients(seconds, seed);
