@@ -42,7 +42,9 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     let rt = &slot.kind.rt;
     let placement = &rt.placement;
     let key = slot.key.to_string();
+    // Subscribed before deciding, so a change made after a decision always wakes the wait.
     let mut changes = placement.subscribe();
+    let mut shutdown = rt.shutdown_signal();
     let deadline = tokio::time::Instant::now() + placement.unavailable_after;
     loop {
         match placement.decide(&key) {
@@ -52,15 +54,16 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
                 if rt.is_closing() {
                     return Next::Unavailable(format!("{reason}, and this node is shutting down"));
                 }
-                // Wake at the lease's expiry too: a change may come from the clock alone.
+                // A decision changes only with the view or the lease, and placement announces
+                // both (the lease watcher wakes at the lease's expiry); shutdown ends the wait.
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() {
                         return Next::Unavailable(reason.to_owned());
                     },
+                    _ = shutdown.wait_for(|closing| *closing) => {}
                     _ = tokio::time::sleep_until(deadline) => {
                         return Next::Unavailable(format!("{reason} (waited {:?})", placement.unavailable_after));
                     }
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
                 }
             }
         }
@@ -70,6 +73,8 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
 /// Runs activations for `slot` until it goes idle. Started by the slot on its first message.
 pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     let rt = slot.kind.rt.clone();
+    // Since when another activation's lease has kept this one from starting.
+    let mut blocked_since = None;
     loop {
         let (epoch, member) = match placeable(&slot).await {
             Next::Activate(epoch, member) => (epoch, member),
@@ -100,14 +105,27 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             continue; // retired in a newer epoch while deciding: decide again
         }
         match activate(&slot, epoch, member).await {
-            Err(ActivationError::Superseded { .. } | ActivationError::Contended)
+            Err(blocked @ (ActivationError::Superseded { .. } | ActivationError::Contended))
                 if !rt.is_closing() =>
             {
                 // Another activation's lease stands in the way for now (a newer epoch, or a
                 // concurrent writer): let the view catch up, then decide again.
                 slot.unclaim();
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+                let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
+                if retry_after_blocked(&rt, &blocked, since + rt.placement.unavailable_after).await
+                {
+                    continue;
+                }
+                let reason = format!("{blocked} (waited {:?})", rt.placement.unavailable_after);
+                tracing::warn!(key = %slot.key, %reason, "cannot take the actor's lease; failing its queued messages");
+                let error = Error::Unavailable {
+                    key: slot.key.clone(),
+                    reason,
+                };
+                let (handed_over, queued) = slot.give_up();
+                fail_all(queued, error);
+                drop(handed_over);
+                break;
             }
             Err(cause) => {
                 rt.stats.activation_failures.fetch_add(1, Ordering::Relaxed);
@@ -122,6 +140,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 break;
             }
             Ok((actor, join, activation)) => {
+                blocked_since = None;
                 rt.activation_event(
                     &slot.key,
                     activation,
@@ -141,6 +160,38 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     }
     drop(slot);
     rt.lifecycle_ended();
+}
+
+/// Waits until activation is worth trying again after `blocked`, and says whether it is:
+/// for a lease from a newer epoch, once this node's view has reached that epoch; after a
+/// concurrent writer, after a short pause. False once `deadline` passes first.
+async fn retry_after_blocked(
+    rt: &crate::runtime::Runtime,
+    blocked: &ActivationError,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let placement = &rt.placement;
+    let mut changes = placement.subscribe();
+    let mut shutdown = rt.shutdown_signal();
+    match blocked {
+        ActivationError::Superseded { held, .. } => loop {
+            if placement.epoch() >= *held {
+                return true;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return false },
+                // The next attempt sees the shutdown and fails its messages with the cause.
+                _ = shutdown.wait_for(|closing| *closing) => return true,
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        },
+        _ => {
+            // The other writer's save has landed by the time the record is read again.
+            let pause = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+            tokio::time::sleep_until(pause.min(deadline)).await;
+            tokio::time::Instant::now() < deadline
+        }
+    }
 }
 
 fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {

@@ -272,9 +272,11 @@ async fn the_cluster_carries_on_through_a_zookeeper_restart() {
     assert!(errors.is_empty(), "{errors:?}");
     zk.kill();
     // Without ZooKeeper the leases run out: nothing is served (consistency first)...
-    b.wait_event("the lease lost", Duration::from_secs(10), |_| true)
-        .await
-        .unwrap();
+    b.wait_event("the lease lost", Duration::from_secs(10), |e| {
+        e["event"] == "view" && e["serving"] == false
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await;
     zk.restart();
     // ...and once it is back, the sessions resume and every actor answers with its state.
@@ -287,6 +289,55 @@ async fn the_cluster_carries_on_through_a_zookeeper_restart() {
     let (values, errors) = c.touch("k", N, 0).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert!(values.iter().all(|v| *v == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_from_an_epoch_the_cluster_has_not_reached_is_refused_with_a_clear_error() {
+    use overmind_core::{
+        ActorKey, StateStore,
+        codec::{self, Lease, Record},
+        store::PostgresStore,
+    };
+    #[derive(serde::Serialize)]
+    struct Counter {
+        value: i64,
+    }
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    // A record whose lease names an epoch this cluster will not reach: written by another
+    // cluster sharing the database, say, or before ZooKeeper's data was wiped.
+    let store = PostgresStore::connect(&pg.url(), 2).await.unwrap();
+    let key = ActorKey::new("counter", "planted").unwrap();
+    let planted = Record {
+        kind: "counter".into(),
+        lease: Some(Lease {
+            epoch: 1_000_000,
+            node: "elsewhere".into(),
+            activation: 1,
+        }),
+        payload: Some(codec::encode_state(&Counter { value: 5 }).unwrap()),
+    };
+    let version = store
+        .save(&key, overmind_core::Version::ABSENT, &planted.encode())
+        .await
+        .unwrap();
+
+    let a = node_with(&zk, &pg, "a", vec![("unavailable-ms", "1500".into())])
+        .await
+        .unwrap();
+    a.wait_stable(&["a"]).await;
+    let err = a
+        .get_within("planted", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("unavailable") && err.contains("epoch 1000000"),
+        "the caller learns why: {err}"
+    );
+    // Nothing was lost or overwritten, and the node serves every other actor.
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(stored.version, version, "the record is untouched");
+    assert_eq!(a.add("other", 1).await, Ok(1));
 }
 
 /// Starts a ractor_cluster node in this test process and dials node `a` from it.

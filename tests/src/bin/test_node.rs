@@ -177,12 +177,12 @@ async fn main() {
         );
         let node = get("node");
         builder = builder.on_activation(move |e| {
-            let at = e.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default();
+            let at = overmind_tests::faults::check::unix_us(e.at);
             let kind = match e.kind {
                 overmind_ractor::ActivationEventKind::Started => "start",
                 overmind_ractor::ActivationEventKind::Stopped => "stop",
             };
-            let line = json!({"node": node, "key": e.key.id(), "activation": e.activation, "kind": kind, "at": at as u64});
+            let line = json!({"node": node, "key": e.key.id(), "activation": e.activation, "kind": kind, "at": at});
             if let Ok(mut f) = file.lock() {
                 let _ = writeln!(f, "{line}");
             }
@@ -209,19 +209,19 @@ async fn main() {
         json!({"event": "ready", "node": overmind.cluster_info().node, "pid": std::process::id(), "addr": addr}),
     );
 
-    // Report every view this node installs.
+    // Report every view this node installs, and when its lease comes and goes.
     let watcher = overmind.clone();
     tokio::spawn(async move {
         let mut last = None;
         loop {
             let info = watcher.cluster_info();
-            let seen = (info.epoch, info.stable, info.is_member);
+            let seen = (info.epoch, info.stable, info.is_member, info.serving);
             if last != Some(seen) {
                 last = Some(seen);
                 let members: Vec<&String> = info.members.iter().map(|(n, _)| n).collect();
                 emit(
                     json!({"event": "view", "epoch": info.epoch, "stable": info.stable, "members": members,
-                            "member": info.is_member, "t_ms": now_ms() as u64}),
+                            "member": info.is_member, "serving": info.serving, "t_ms": now_ms() as u64}),
                 );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
