@@ -136,7 +136,6 @@ impl<A: VirtualActor> VirtualRef<A> {
         T: Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
-        let key = self.key()?.clone();
         let reply = async {
             match self.route()? {
                 Route::Local(slot) => {
@@ -173,9 +172,14 @@ impl<A: VirtualActor> VirtualRef<A> {
         };
         match timeout {
             None => reply.await,
-            Some(t) => tokio::time::timeout(t, reply)
-                .await
-                .map_err(|_| Error::Timeout { key, timeout: t })?,
+            // The key is copied only for the error: a call allocates nothing for it.
+            Some(t) => match tokio::time::timeout(t, reply).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Error::Timeout {
+                    key: self.key()?.clone(),
+                    timeout: t,
+                }),
+            },
         }
     }
 }
