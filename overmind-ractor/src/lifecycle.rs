@@ -95,9 +95,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     reason,
                 };
-                let (handed_over, queued) = slot.give_up();
-                fail_all(queued, error);
-                drop(handed_over);
+                fail_queued(&slot, error);
                 break;
             }
         };
@@ -122,9 +120,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     reason,
                 };
-                let (handed_over, queued) = slot.give_up();
-                fail_all(queued, error);
-                drop(handed_over);
+                fail_queued(&slot, error);
                 break;
             }
             Err(cause) => {
@@ -134,9 +130,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     cause,
                 };
-                let (handed_over, queued) = slot.give_up();
-                fail_all(queued, error);
-                drop(handed_over);
+                fail_queued(&slot, error);
                 break;
             }
             Ok((actor, join, activation)) => {
@@ -192,6 +186,13 @@ async fn retry_after_blocked(
             tokio::time::Instant::now() < deadline
         }
     }
+}
+
+/// Gives the slot up and fails every message that waited in it with `error`.
+fn fail_queued<A: VirtualActor>(slot: &Slot<A>, error: Error) {
+    let (handed_over, queued) = slot.give_up();
+    fail_all(queued, error);
+    drop(handed_over);
 }
 
 fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
