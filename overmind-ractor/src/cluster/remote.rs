@@ -25,9 +25,10 @@ use crate::{
     slot::Queued,
 };
 
-/// Most routers an envelope may pass through before it is refused: ownership that keeps
-/// moving faster than that is not worth chasing.
-const MAX_HOPS: u8 = 4;
+/// Most routers an envelope may pass through before it is refused. Each forward carries a
+/// newer view than the last (see [`route`]), so this bounds how many view changes a message
+/// chases; it is a guard against loops, not a limit a planned move comes near.
+const MAX_HOPS: u8 = 8;
 
 /// The outcome of a call sent to another node: Ok once the reply reached the message's port.
 pub(crate) type Outcome = oneshot::Receiver<Result<(), Error>>;
@@ -283,6 +284,50 @@ pub(crate) fn forward<A: VirtualActor>(
     }
 }
 
+/// What a router does with an envelope that arrived, by its own view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route<M> {
+    /// The sender saw a newer view: catch up to `epoch` before deciding.
+    CatchUp(u64),
+    /// This node owns the actor by its view.
+    Here,
+    /// Pass it on to `to`, stamped with `epoch` and `hops`.
+    Forward { to: M, epoch: u64, hops: u8 },
+    /// It was passed on too often: ownership moves faster than the message can chase it.
+    GiveUp,
+}
+
+/// The routing rule, without I/O. An envelope stamped `epoch` after `hops` forwards reaches a
+/// node whose view is `here`; `owner_elsewhere` is the owner by that view when it is another
+/// node. `may_wait` is false once the node has waited to catch up and must decide anyway.
+///
+/// A forward is stamped with the newer of the two epochs. The sender chose the owner by the
+/// epoch it stamped, so a receiver at exactly that epoch owns the actor; one that is behind
+/// catches up first; so every forward carries a strictly newer view than the one before, and
+/// a message passes at most one router more than the view changes it chases. Stamping the
+/// sender's epoch instead lets a lagging node send the message back where it came from, and
+/// the two bounce it until one catches up.
+pub(crate) fn route<M>(
+    epoch: u64,
+    hops: u8,
+    here: u64,
+    owner_elsewhere: Option<M>,
+    may_wait: bool,
+) -> Route<M> {
+    if may_wait && epoch > here {
+        return Route::CatchUp(epoch);
+    }
+    match owner_elsewhere {
+        None => Route::Here,
+        Some(_) if hops >= MAX_HOPS => Route::GiveUp,
+        Some(to) => Route::Forward {
+            to,
+            epoch: epoch.max(here),
+            hops: hops + 1,
+        },
+    }
+}
+
 /// Delivers an envelope that arrived from another node.
 pub(crate) fn deliver<A: VirtualActor>(
     kind: Arc<Kind<A>>,
@@ -335,9 +380,12 @@ fn deliver_now<A: VirtualActor>(
         Ok(key) => key,
         Err(e) => return respond(reply, Err(e.into())),
     };
-    if let Some(owner) = rt.placement.remote_owner(&key.to_string()) {
-        // The sender's view was older than ours: pass it on.
-        if envelope.hops >= MAX_HOPS {
+    // The caller has caught up, or waited as long as it will (`deliver`).
+    let here = rt.placement.epoch();
+    let owner = rt.placement.remote_owner(&key.to_string());
+    match route(envelope.epoch, envelope.hops, here, owner, false) {
+        Route::Here | Route::CatchUp(_) => {}
+        Route::GiveUp => {
             return respond(
                 reply,
                 Err(unavailable(
@@ -346,11 +394,15 @@ fn deliver_now<A: VirtualActor>(
                 )),
             );
         }
-        let forwarded = Envelope {
-            hops: envelope.hops + 1,
-            ..envelope
-        };
-        return relay_on(rt, &key, &owner, &forwarded, reply);
+        // Our view differs from the sender's: pass it on.
+        Route::Forward { to, epoch, hops } => {
+            let forwarded = Envelope {
+                epoch,
+                hops,
+                ..envelope
+            };
+            return relay_on(rt, &key, &to, &forwarded, reply);
+        }
     }
     let slot = kind.slot(key.clone());
     let Envelope { variant, args, .. } = envelope;
@@ -435,4 +487,87 @@ fn relay_on(
             Err(_) => respond(Some(reply), Err(Error::Timeout { key, timeout })),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use overmind_core::ring::Ring;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NODES: [&str; 4] = ["n0", "n1", "n2", "n3"];
+
+    /// Messages chase an actor through nodes whose views lag behind by different amounts.
+    /// `views[e - 1]` is the member set (a bit mask) of epoch `e`; `lag` says, before each
+    /// step, which node catches up by how many epochs.
+    fn chase(
+        views: &[u8],
+        start: &[usize],
+        sender: usize,
+        key: &str,
+        lag: &[(usize, usize)],
+    ) -> Result<(u8, u64), TestCaseError> {
+        let rings: Vec<Ring> = views
+            .iter()
+            .map(|mask| {
+                let members = (0..NODES.len()).filter(|i| mask & (1 << i) != 0);
+                Ring::new(members.map(|i| NODES[i]), 16)
+            })
+            .collect();
+        let latest = rings.len() as u64;
+        let owner = |epoch: u64| rings[epoch as usize - 1].owner(key).map(str::to_owned);
+        let mut epoch_of: Vec<u64> = start.iter().map(|&e| (e as u64 % latest) + 1).collect();
+        let sent_at = epoch_of[sender];
+        let Some(first) = owner(sent_at) else {
+            return Err(TestCaseError::fail("every view has members"));
+        };
+        let (mut at, mut epoch, mut hops) = (first, sent_at, 0u8);
+        for step in 0.. {
+            let (node, by) = lag[step % lag.len()];
+            epoch_of[node] = (epoch_of[node] + by as u64).min(latest);
+            let i = NODES.iter().position(|n| *n == at).unwrap_or_default();
+            let here = epoch_of[i];
+            let elsewhere = owner(here).filter(|o| *o != at);
+            match route(epoch, hops, here, elsewhere, true) {
+                // Catching up is waiting for views the node will see: it reaches `e`.
+                Route::CatchUp(e) => epoch_of[i] = e,
+                Route::Here => {
+                    prop_assert_eq!(owner(here), Some(at.clone()), "delivered to a non-owner");
+                    return Ok((hops, sent_at));
+                }
+                Route::Forward {
+                    to,
+                    epoch: e,
+                    hops: h,
+                } => {
+                    prop_assert!(e > epoch || hops == 0, "a forward must carry a newer view");
+                    (at, epoch, hops) = (to, e, h);
+                }
+                Route::GiveUp => return Ok((hops, sent_at)),
+            }
+        }
+        unreachable!()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A message passes at most one router per view change it chases, however far behind
+        /// the nodes it meets are, so it never gives up while views change less often than
+        /// the hop limit. (Stamping forwards with the sender's epoch instead lets two nodes
+        /// bounce a message until one catches up, and fails this.)
+        #[test]
+        fn a_message_crosses_at_most_one_router_per_view_change(
+            views in prop::collection::vec(1u8..16, 1..8),
+            start in prop::collection::vec(0usize..8, 4),
+            sender in 0usize..4,
+            key in "[a-z]{1,8}",
+            lag in prop::collection::vec((0usize..4, prop_oneof![3 => Just(0usize), 1 => 1usize..3]), 1..16),
+        ) {
+            let (hops, sent_at) = chase(&views, &start, sender, &key, &lag)?;
+            let changes = views.len() as u64 - sent_at;
+            prop_assert!(u64::from(hops) <= changes, "{hops} hops for {changes} view changes");
+        }
+    }
 }
