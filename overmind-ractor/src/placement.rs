@@ -98,6 +98,15 @@ impl Placement {
     }
 
     #[cfg(feature = "cluster")]
+    /// Whether `node` is a member of the installed view.
+    pub(crate) fn has_member(&self, node: &str) -> bool {
+        self.current
+            .read()
+            .as_ref()
+            .is_some_and(|nv| nv.view.member(node).is_some())
+    }
+
+    #[cfg(feature = "cluster")]
     /// Installs a new view (the rebalancer does this before retiring what moved).
     pub(crate) fn install(&self, view: Option<NodeView>) {
         let epoch = view.as_ref().map_or(0, |v| v.view.epoch());

@@ -242,6 +242,8 @@ pub(crate) struct ClusterLink {
     last_arrival: parking_lot::Mutex<std::time::Instant>,
     /// This node's router.
     pub(crate) router: std::sync::OnceLock<ActorRef<RouterMsg>>,
+    /// The runtime this link serves (weak: the runtime holds the link).
+    rt: std::sync::Weak<crate::runtime::Runtime>,
 }
 
 impl ClusterLink {
@@ -250,6 +252,7 @@ impl ClusterLink {
         membership: Arc<ZooKeeperMembership>,
         node_server: ActorRef<NodeServerMessage>,
         addr: String,
+        rt: std::sync::Weak<crate::runtime::Runtime>,
     ) -> Self {
         Self {
             config,
@@ -261,6 +264,7 @@ impl ClusterLink {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             last_arrival: parking_lot::Mutex::new(std::time::Instant::now()),
             router: std::sync::OnceLock::new(),
+            rt,
         }
     }
 
@@ -291,14 +295,16 @@ impl ClusterLink {
         }
     }
 
-    /// Whether `node` is a member of the current view.
+    /// Whether `node` is a member of the view this node routes by: the one installed in
+    /// placement, which can lag the newest view membership has read while the rebalancer
+    /// retires actors. An outbox re-routes what it holds for a node only once routing no
+    /// longer names that node; asking the newest view instead let a frame go to the local
+    /// router, back to the same outbox by the older installed view, and round again, one
+    /// hop each time, until the rebalancer caught up.
     pub(crate) fn in_view(&self, node: &str) -> bool {
-        use overmind_core::membership::Membership;
-        self.membership
-            .views()
-            .borrow()
-            .as_ref()
-            .is_some_and(|v| v.view.member(node).is_some())
+        self.rt
+            .upgrade()
+            .is_some_and(|rt| rt.placement.has_member(node))
     }
 
     /// This node's own router.

@@ -102,6 +102,7 @@ impl Prepared {
             membership.clone(),
             node_server.clone(),
             advertise,
+            Arc::downgrade(rt),
         ));
         let _ = link.router.set(router_ref.clone());
         let _ = rt.cluster.set(link.clone());
