@@ -90,12 +90,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 break;
             }
             Next::Unavailable(reason) => {
-                tracing::warn!(key = %slot.key, %reason, "cannot place the actor; failing its queued messages");
-                let error = Error::Unavailable {
-                    key: slot.key.clone(),
-                    reason,
-                };
-                fail_queued(&slot, error);
+                fail_unavailable(&slot, reason);
                 break;
             }
         };
@@ -114,13 +109,8 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 {
                     continue;
                 }
-                let reason = format!("{blocked} (waited {:?})", rt.placement.unavailable_after);
-                tracing::warn!(key = %slot.key, %reason, "cannot take the actor's lease; failing its queued messages");
-                let error = Error::Unavailable {
-                    key: slot.key.clone(),
-                    reason,
-                };
-                fail_queued(&slot, error);
+                let waited = rt.placement.unavailable_after;
+                fail_unavailable(&slot, format!("{blocked} (waited {waited:?})"));
                 break;
             }
             Err(cause) => {
@@ -193,6 +183,14 @@ fn fail_queued<A: VirtualActor>(slot: &Slot<A>, error: Error) {
     let (handed_over, queued) = slot.give_up();
     fail_all(queued, error);
     drop(handed_over);
+}
+
+/// Gives the slot up because the actor cannot be served here now: every message that
+/// waited gets [`Error::Unavailable`] with `reason`.
+fn fail_unavailable<A: VirtualActor>(slot: &Slot<A>, reason: String) {
+    tracing::warn!(key = %slot.key, %reason, "cannot serve the actor; failing its queued messages");
+    let key = slot.key.clone();
+    fail_queued(slot, Error::Unavailable { key, reason });
 }
 
 fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {

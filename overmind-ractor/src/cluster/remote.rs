@@ -284,11 +284,15 @@ pub(crate) fn forward<A: VirtualActor>(
     }
 }
 
+/// Whether an envelope stamped `epoch` must wait for this node's view (`here`) to catch up
+/// before it is routed: the sender saw a newer view.
+pub(crate) fn must_catch_up(epoch: u64, here: u64) -> bool {
+    epoch > here
+}
+
 /// What a router does with an envelope that arrived, by its own view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route<M> {
-    /// The sender saw a newer view: catch up to `epoch` before deciding.
-    CatchUp(u64),
     /// This node owns the actor by its view.
     Here,
     /// Pass it on to `to`, stamped with `epoch` and `hops`.
@@ -297,9 +301,9 @@ pub(crate) enum Route<M> {
     GiveUp,
 }
 
-/// The routing rule, without I/O. An envelope stamped `epoch` after `hops` forwards reaches a
-/// node whose view is `here`; `owner_elsewhere` is the owner by that view when it is another
-/// node. `may_wait` is false once the node has waited to catch up and must decide anyway.
+/// The routing rule, without I/O, once the node caught up ([`must_catch_up`]) or waited as
+/// long as it will. An envelope stamped `epoch` after `hops` forwards is at a node whose view
+/// is `here`; `owner_elsewhere` is the owner by that view when it is another node.
 ///
 /// A forward is stamped with the newer of the two epochs. The sender chose the owner by the
 /// epoch it stamped, so a receiver at exactly that epoch owns the actor; one that is behind
@@ -307,16 +311,7 @@ pub(crate) enum Route<M> {
 /// a message passes at most one router more than the view changes it chases. Stamping the
 /// sender's epoch instead lets a lagging node send the message back where it came from, and
 /// the two bounce it until one catches up.
-pub(crate) fn route<M>(
-    epoch: u64,
-    hops: u8,
-    here: u64,
-    owner_elsewhere: Option<M>,
-    may_wait: bool,
-) -> Route<M> {
-    if may_wait && epoch > here {
-        return Route::CatchUp(epoch);
-    }
+pub(crate) fn route<M>(epoch: u64, hops: u8, here: u64, owner_elsewhere: Option<M>) -> Route<M> {
     match owner_elsewhere {
         None => Route::Here,
         Some(_) if hops >= MAX_HOPS => Route::GiveUp,
@@ -335,7 +330,7 @@ pub(crate) fn deliver<A: VirtualActor>(
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
 ) {
-    if envelope.epoch <= rt.placement.epoch() {
+    if !must_catch_up(envelope.epoch, rt.placement.epoch()) {
         return deliver_now(kind, rt, envelope, reply);
     }
     // The sender saw a newer view: catch up before deciding where the actor lives.
@@ -383,8 +378,8 @@ fn deliver_now<A: VirtualActor>(
     // The caller has caught up, or waited as long as it will (`deliver`).
     let here = rt.placement.epoch();
     let owner = rt.placement.remote_owner(&key.to_string());
-    match route(envelope.epoch, envelope.hops, here, owner, false) {
-        Route::Here | Route::CatchUp(_) => {}
+    match route(envelope.epoch, envelope.hops, here, owner) {
+        Route::Here => {}
         Route::GiveUp => {
             return respond(
                 reply,
@@ -527,11 +522,13 @@ mod tests {
             let (node, by) = lag[step % lag.len()];
             epoch_of[node] = (epoch_of[node] + by as u64).min(latest);
             let i = NODES.iter().position(|n| *n == at).unwrap_or_default();
+            if must_catch_up(epoch, epoch_of[i]) {
+                // Catching up is waiting for views the node will see: it reaches `epoch`.
+                epoch_of[i] = epoch;
+            }
             let here = epoch_of[i];
             let elsewhere = owner(here).filter(|o| *o != at);
-            match route(epoch, hops, here, elsewhere, true) {
-                // Catching up is waiting for views the node will see: it reaches `e`.
-                Route::CatchUp(e) => epoch_of[i] = e,
+            match route(epoch, hops, here, elsewhere) {
                 Route::Here => {
                     prop_assert_eq!(owner(here), Some(at.clone()), "delivered to a non-owner");
                     return Ok((hops, sent_at));
@@ -541,7 +538,7 @@ mod tests {
                     epoch: e,
                     hops: h,
                 } => {
-                    prop_assert!(e > epoch || hops == 0, "a forward must carry a newer view");
+                    prop_assert!(e > epoch, "a forward must carry a newer view");
                     (at, epoch, hops) = (to, e, h);
                 }
                 Route::GiveUp => return Ok((hops, sent_at)),
