@@ -1,39 +1,79 @@
 //! How state is turned into bytes, and the record those bytes are stored in.
 //!
-//! The state codec is serde + bincode 2 (standard configuration). It is kept behind these few
-//! functions so it can be replaced; the record's format version is what makes that possible
-//! without losing data.
+//! The state codec is serde + bincode 2 (standard configuration: varint integers, little
+//! endian). It is kept behind these few functions so it can be replaced; the record's format
+//! version is what makes that possible without losing data. Nodes encode the frames they
+//! exchange with the same functions.
 //!
-//! A stored record is:
+//! # Bytes from outside
+//!
+//! What these functions decode comes from disk, a database or another node, so a decode must
+//! never cost more than the bytes it was given allow: bincode trusts the lengths it reads,
+//! and 10 bytes declaring a 2^60-byte string made it allocate that much and abort the process.
+//! So [`decode_state`]:
+//!
+//! - refuses an input longer than [`MAX_ENCODED_LEN`] (and [`encode_state`] refuses to
+//!   produce one, so nothing written here is unreadable for its size);
+//! - takes strings and byte strings from the input slice, so each is at most as long as the
+//!   bytes that are there (never allocated by a declared length);
+//! - refuses a sequence or map that declares more entries than the input can hold, and never
+//!   preallocates for more than the input's length;
+//! - refuses values nested more than 128 levels deep, as serde_json does (a recursive type
+//!   nested deeper could overflow the stack);
+//! - runs bincode with a decode limit (16 × [`MAX_ENCODED_LEN`]: bincode charges up to 16
+//!   bytes per input byte, for a one-byte `u128`), a backstop if anything reaches bincode's
+//!   own length-trusting paths.
+//!
+//! Every failure is a [`CodecError::Decode`]. [`Record::decode`] reads explicit lengths and
+//! checks each against the bytes that remain.
+//!
+//! # The record
 //!
 //! ```text
 //! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 | crc32 u32 LE | payload
 //! lease = epoch u64 LE | activation u64 LE | node len u16 LE | node
 //! flags: bit 0 = the record holds a state (payload); a lease can be taken before there is one
+//!
+//! format 3 (written now): the crc32 covers every byte but its own (magic through flags, then
+//!                         the payload); lease tag 0 or 1; no flag bits but bit 0
+//! format 2: the crc32 covers the payload only
+//! format 1: no flags byte (every record held a state); the crc32 covers the payload only
 //! ```
 //!
-//! Format 1 had no flags byte (every record held a state); it is still read.
-//!
-//! The CRC covers the payload, so a record damaged in a way that still decodes is refused
-//! rather than served.
+//! Formats 1 and 2 are still read. Format 3 covers the header because a damaged lease epoch
+//! that still decodes would lock the actor out under an epoch nobody holds; now it is
+//! refused as damage instead ([`RecordError::Checksum`]).
+
+mod guard;
 
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The magic bytes every record starts with.
 pub const RECORD_MAGIC: [u8; 4] = *b"OVMD";
 /// The record format this build writes. Decoders accept every format up to this one.
-pub const RECORD_FORMAT: u16 = 2;
+pub const RECORD_FORMAT: u16 = 3;
+
+/// The longest encoding [`encode_state`] produces and [`decode_state`] accepts: 64 MiB.
+/// (A frame between nodes is limited further, by ractor_cluster's 16 MiB.)
+pub const MAX_ENCODED_LEN: usize = 64 << 20;
 
 const HAS_STATE: u8 = 1;
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// bincode's standard configuration with a decode limit no valid input up to
+/// [`MAX_ENCODED_LEN`] reaches (see the module docs). Encoding ignores the limit.
+fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ 16 * MAX_ENCODED_LEN }>,
+> {
+    bincode::config::standard().with_limit::<{ 16 * MAX_ENCODED_LEN }>()
 }
 
 /// A state that could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
-    /// serde/bincode refused to encode the value.
+    /// serde/bincode refused to encode the value, or its encoding is too long.
     #[error("cannot encode {type_name}: {reason}")]
     Encode {
         /// The Rust type being encoded.
@@ -41,7 +81,8 @@ pub enum CodecError {
         /// bincode's explanation.
         reason: String,
     },
-    /// The bytes are not a valid encoding of the type.
+    /// The bytes are not a valid encoding of the type, or decoding them would cost more than
+    /// their length allows.
     #[error("cannot decode {type_name}: {reason}")]
     Decode {
         /// The Rust type being decoded.
@@ -51,22 +92,59 @@ pub enum CodecError {
     },
 }
 
-/// Encodes a state value.
-pub fn encode_state<S: Serialize>(state: &S) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(state, bincode_config()).map_err(|e| CodecError::Encode {
-        type_name: std::any::type_name::<S>(),
-        reason: e.to_string(),
-    })
+/// Writes into a vector, refusing to grow it past [`MAX_ENCODED_LEN`], so an oversized
+/// state fails before it is all in memory.
+struct Capped(Vec<u8>);
+
+impl bincode::enc::write::Writer for Capped {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        if bytes.len() > MAX_ENCODED_LEN - self.0.len() {
+            return Err(bincode::error::EncodeError::Other(
+                "the encoding is longer than MAX_ENCODED_LEN (64 MiB)",
+            ));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
-/// Decodes a state value; every byte must be used.
+/// Encodes a state value; at most [`MAX_ENCODED_LEN`] bytes.
+pub fn encode_state<S: Serialize>(state: &S) -> Result<Vec<u8>, CodecError> {
+    let mut out = Capped(Vec::new());
+    bincode::serde::encode_into_writer(state, &mut out, bincode_config()).map_err(|e| {
+        CodecError::Encode {
+            type_name: std::any::type_name::<S>(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(out.0)
+}
+
+/// Decodes a state value; every byte must be used. Bounded by the input (module docs).
 pub fn decode_state<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, CodecError> {
     let err = |reason: String| CodecError::Decode {
         type_name: std::any::type_name::<S>(),
         reason,
     };
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
-        .map_err(|e| err(e.to_string()))?;
+    if bytes.len() > MAX_ENCODED_LEN {
+        return Err(err(format!(
+            "{} bytes is more than the {MAX_ENCODED_LEN} an encoding may have",
+            bytes.len()
+        )));
+    }
+    let budget = guard::Budget::new(bytes.len());
+    let root = guard::Root::<S> {
+        budget: &budget,
+        ty: std::marker::PhantomData,
+    };
+    let (value, used) = bincode::serde::seed_decode_from_slice(root, bytes, bincode_config())
+        .map_err(|e| match e {
+            // No valid input reaches the limit: only a declared length does.
+            bincode::error::DecodeError::LimitExceeded => {
+                err("a length it declares is longer than any input may be".into())
+            }
+            e => err(e.to_string()),
+        })?;
     if used != bytes.len() {
         return Err(err(format!(
             "{} trailing bytes after the value",
@@ -101,6 +179,7 @@ pub struct Record {
 
 /// A stored record that cannot be read. It is reported, never overwritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The bytes do not start with [`RECORD_MAGIC`].
     #[error("not an Overmind record (bad magic bytes)")]
@@ -117,14 +196,20 @@ pub enum RecordError {
     /// A text field is not UTF-8.
     #[error("record field {0} is not UTF-8")]
     NotUtf8(&'static str),
-    /// The payload does not match its checksum.
-    #[error("payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    /// The record does not match its checksum: it was damaged.
+    #[error(
+        "checksum mismatch, the record is damaged (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     Checksum {
         /// The checksum in the header.
         stored: u32,
-        /// The checksum of the payload as read.
+        /// The checksum of the bytes it covers, as read.
         computed: u32,
     },
+    /// A format-3 header field holds a value no writer produces (checked after the checksum
+    /// matched, so this is a faulty writer rather than damage).
+    #[error("record field {0} holds a value no writer produces")]
+    Malformed(&'static str),
     /// The record belongs to another kind.
     #[error("record belongs to kind {found:?}, expected {expected:?}")]
     KindMismatch {
@@ -136,7 +221,7 @@ pub enum RecordError {
 }
 
 impl Record {
-    /// Encodes the record in the current format.
+    /// Encodes the record in the current format ([`RECORD_FORMAT`]).
     pub fn encode(&self) -> Vec<u8> {
         let kind = self.kind.as_bytes();
         let lease_len = self.lease.as_ref().map_or(0, |l| 18 + l.node.len());
@@ -162,12 +247,13 @@ impl Record {
             }
         }
         out.push(if self.payload.is_some() { HAS_STATE } else { 0 });
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let crc = header_and_payload_crc(&out, payload);
+        out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(payload);
         out
     }
 
-    /// Decodes a record of any supported format.
+    /// Decodes a record of any supported format. Allocates no more than `bytes` holds.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut r = Reader(bytes);
         if r.take(4, "magic")? != RECORD_MAGIC {
@@ -177,37 +263,53 @@ impl Record {
         if format == 0 || format > RECORD_FORMAT {
             return Err(RecordError::UnsupportedFormat { found: format });
         }
-        let kind_len = r.take(1, "kind length")?[0] as usize;
-        let kind = r.text(kind_len, "kind")?;
+        let kind_len = usize::from(r.take(1, "kind length")?[0]);
+        let kind = r.take(kind_len, "kind")?;
         let lease = match r.take(1, "lease tag")?[0] {
             0 => None,
-            _ => {
-                let epoch = u64::from_le_bytes(r.array("lease epoch")?);
-                let activation = u64::from_le_bytes(r.array("lease activation")?);
-                let node_len = u16::from_le_bytes(r.array("lease node length")?) as usize;
-                let node = r.text(node_len, "lease node")?;
-                Some(Lease {
-                    epoch,
-                    node,
-                    activation,
-                })
-            }
+            1 => Some(r.lease()?),
+            _ if format >= 3 => return Err(RecordError::Malformed("lease tag")),
+            // Formats 1 and 2 took any non-zero tag for a lease.
+            _ => Some(r.lease()?),
         };
         let flags = if format >= 2 {
             r.take(1, "flags")?[0]
         } else {
             HAS_STATE
         };
+        let header = &bytes[..bytes.len() - r.0.len()];
         let stored = u32::from_le_bytes(r.array("checksum")?);
-        let payload = r.0.to_vec();
-        let computed = crc32fast::hash(&payload);
+        let payload = r.0;
+        let computed = if format >= 3 {
+            header_and_payload_crc(header, payload)
+        } else {
+            crc32fast::hash(payload)
+        };
         if stored != computed {
             return Err(RecordError::Checksum { stored, computed });
         }
+        // Checked after the checksum, so damage is reported as damage.
+        if format >= 3
+            && (flags & !HAS_STATE != 0 || (flags & HAS_STATE == 0 && !payload.is_empty()))
+        {
+            return Err(RecordError::Malformed("flags"));
+        }
+        let kind = String::from_utf8(kind.to_vec()).map_err(|_| RecordError::NotUtf8("kind"))?;
+        let lease = lease
+            .map(|(epoch, activation, node)| {
+                String::from_utf8(node.to_vec())
+                    .map(|node| Lease {
+                        epoch,
+                        node,
+                        activation,
+                    })
+                    .map_err(|_| RecordError::NotUtf8("lease node"))
+            })
+            .transpose()?;
         Ok(Self {
             kind,
             lease,
-            payload: (flags & HAS_STATE != 0).then_some(payload),
+            payload: (flags & HAS_STATE != 0).then(|| payload.to_vec()),
         })
     }
 
@@ -222,6 +324,14 @@ impl Record {
         }
         Ok(record)
     }
+}
+
+/// A format-3 record's checksum: every header byte before the checksum, then the payload.
+fn header_and_payload_crc(header: &[u8], payload: &[u8]) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(header);
+    crc.update(payload);
+    crc.finalize()
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -242,14 +352,19 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn text(&mut self, n: usize, what: &'static str) -> Result<String, RecordError> {
-        let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::NotUtf8(what))
+    /// A lease's fields: epoch, activation and the node's name (still bytes).
+    fn lease(&mut self) -> Result<(u64, u64, &'a [u8]), RecordError> {
+        let epoch = u64::from_le_bytes(self.array("lease epoch")?);
+        let activation = u64::from_le_bytes(self.array("lease activation")?);
+        let node_len = usize::from(u16::from_le_bytes(self.array("lease node length")?));
+        Ok((epoch, activation, self.take(node_len, "lease node")?))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
     use super::*;
     use serde::Deserialize;
 
@@ -258,6 +373,9 @@ mod tests {
         balance: i64,
         owner: String,
     }
+
+    /// The 10 bytes from issue 8: a varint declaring a 2^60-byte length.
+    const HUGE: [u8; 10] = [1, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
 
     #[test]
     fn state_round_trips_and_rejects_trailing_bytes() {
@@ -270,6 +388,209 @@ mod tests {
         bytes.push(0);
         let err = decode_state::<Account>(&bytes).unwrap_err();
         assert!(err.to_string().contains("1 trailing bytes"), "{err}");
+    }
+
+    /// The encoding is bincode 2's standard one, unchanged by the bounds: states stored by
+    /// earlier builds still read.
+    #[test]
+    fn the_encoding_is_bincode_standard() {
+        let a = Account {
+            balance: -5,
+            owner: "alice".into(),
+        };
+        let plain = bincode::serde::encode_to_vec(&a, bincode::config::standard()).unwrap();
+        assert_eq!(encode_state(&a).unwrap(), plain);
+        let mut m = BTreeMap::new();
+        m.insert("k".to_owned(), vec![Some(1u64 << 40), None]);
+        let plain = bincode::serde::encode_to_vec(&m, bincode::config::standard()).unwrap();
+        assert_eq!(
+            decode_state::<BTreeMap<String, Vec<Option<u64>>>>(&plain).unwrap(),
+            m
+        );
+    }
+
+    fn refused<S: DeserializeOwned + std::fmt::Debug>(bytes: &[u8]) -> String {
+        match decode_state::<S>(bytes) {
+            Err(CodecError::Decode { reason, .. }) => reason,
+            other => panic!("{bytes:?} as {}: {other:?}", std::any::type_name::<S>()),
+        }
+    }
+
+    /// Each of these made bincode allocate the declared length (or loop over it) before the
+    /// bounds; now each is a typed error, at once.
+    #[test]
+    fn declared_lengths_cannot_make_a_decode_allocate_or_loop() {
+        let huge = &HUGE[1..];
+        // Strings and byte strings: bincode's owned path allocates `len` bytes up front.
+        refused::<String>(huge);
+        refused::<std::path::PathBuf>(huge);
+        refused::<std::ffi::CString>(huge);
+        refused::<Account>(&[&[0][..], huge].concat());
+        refused::<Option<String>>(&HUGE);
+        // Sequences and maps: a declared length is only a size hint, but it is checked.
+        refused::<Vec<u8>>(huge);
+        refused::<Vec<Vec<u64>>>(huge);
+        refused::<HashMap<String, u64>>(huge);
+        refused::<BTreeMap<u8, u8>>(huge);
+        // Zero-size entries hold no bytes; 2^60 of them would loop for ever.
+        let reason = refused::<Vec<()>>(huge);
+        assert!(reason.contains("declares"), "{reason}");
+        // Lengths beyond usize, and beyond bincode's own limit.
+        refused::<String>(&[0xfe; 17]);
+        refused::<Vec<u8>>(&[0xfc, 0xff, 0xff, 0xff, 0x7f]);
+    }
+
+    #[test]
+    fn entries_that_encode_to_nothing_are_allowed_up_to_a_bound() {
+        let units = vec![(); guard::ZERO_SIZE_ENTRIES];
+        let bytes = encode_state(&units).unwrap();
+        assert_eq!(decode_state::<Vec<()>>(&bytes).unwrap(), units);
+        let too_many = encode_state(&vec![(); 2 * guard::ZERO_SIZE_ENTRIES]).unwrap();
+        refused::<Vec<()>>(&too_many);
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        x: u8,
+        y: u8,
+        unit: (),
+        marker: std::marker::PhantomData<u64>,
+    }
+
+    /// Only lengths the input declares are charged to the entry budget: a struct's fields, a
+    /// tuple's or an array's elements are fixed by the type, and may encode to nothing.
+    #[test]
+    fn lengths_the_type_fixes_are_not_charged() {
+        let points = vec![
+            Point {
+                x: 1,
+                y: 2,
+                unit: (),
+                marker: std::marker::PhantomData,
+            };
+            20_000
+        ];
+        let bytes = encode_state(&points).unwrap();
+        assert_eq!(decode_state::<Vec<Point>>(&bytes).unwrap(), points);
+        let arrays = vec![[7u8; 3]; 20_000];
+        let bytes = encode_state(&arrays).unwrap();
+        assert_eq!(decode_state::<Vec<[u8; 3]>>(&bytes).unwrap(), arrays);
+        let pairs = vec![(1u8, ()); 20_000];
+        let bytes = encode_state(&pairs).unwrap();
+        assert_eq!(decode_state::<Vec<(u8, ())>>(&bytes).unwrap(), pairs);
+    }
+
+    type Mixed = (
+        u8,
+        Option<String>,
+        Vec<u16>,
+        BTreeMap<i64, Vec<bool>>,
+        Vec<()>,
+    );
+
+    proptest::proptest! {
+        /// Whatever a state holds, its encoding reads back: the bounds refuse only what no
+        /// encoder wrote (or, for entries that encode to nothing, more than 4096 beyond the
+        /// input's length).
+        #[test]
+        fn every_encoding_reads_back(
+            value in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<u8>(),
+                    proptest::option::of(".{0,12}"),
+                    proptest::collection::vec(proptest::prelude::any::<u16>(), 0..40),
+                    proptest::collection::btree_map(proptest::prelude::any::<i64>(), proptest::collection::vec(proptest::prelude::any::<bool>(), 0..5), 0..6),
+                    proptest::collection::vec(proptest::prelude::Just(()), 0..50),
+                ),
+                0..60,
+            )
+        ) {
+            let bytes = encode_state(&value).unwrap();
+            let decoded: Vec<Mixed> = decode_state(&bytes).unwrap();
+            proptest::prop_assert_eq!(decoded, value);
+        }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Chain {
+        End,
+        Link(Box<Chain>),
+    }
+
+    #[test]
+    fn nesting_is_bounded_so_a_recursive_type_cannot_overflow_the_stack() {
+        // Legitimately nested values read back.
+        let mut chain = Chain::End;
+        for _ in 0..guard::MAX_DEPTH - 1 {
+            chain = Chain::Link(Box::new(chain));
+        }
+        let bytes = encode_state(&chain).unwrap();
+        // The deepest value allowed needs about 190 KiB of stack in a debug build (1.4 KiB a
+        // level); a 512 KiB thread is a quarter of a tokio worker's.
+        let decoded = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || decode_state::<Chain>(&bytes).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(decoded, Ok(()));
+        // A million levels (one byte each) are refused, not followed.
+        let mut deep = vec![1u8; 1_000_000];
+        deep.push(0);
+        let reason = refused::<Chain>(&deep);
+        assert!(reason.contains("nests deeper"), "{reason}");
+        // Drop the legit chain iteratively: dropping it recursively is fine at this depth,
+        // but keep the test about decoding.
+        drop(chain);
+    }
+
+    /// A `Serialize` that writes its bytes in one piece (bincode writes a `Vec<u8>` one
+    /// element at a time).
+    struct Blob(Vec<u8>);
+
+    impl Serialize for Blob {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    #[test]
+    fn nothing_longer_than_the_maximum_is_written_or_read() {
+        let err = encode_state(&Blob(vec![7; MAX_ENCODED_LEN])).unwrap_err();
+        assert!(
+            matches!(&err, CodecError::Encode { reason, .. } if reason.contains("MAX_ENCODED_LEN")),
+            "{err}"
+        );
+        let just = encode_state(&Blob(vec![7; MAX_ENCODED_LEN - 5])).unwrap();
+        assert_eq!(just.len(), MAX_ENCODED_LEN);
+        let read: Vec<u8> = decode_state::<serde_bytes_like::ByteBuf>(&just).unwrap().0;
+        assert_eq!(read.len(), MAX_ENCODED_LEN - 5);
+        let mut over = just;
+        over.push(0);
+        let reason = refused::<serde_bytes_like::ByteBuf>(&over);
+        assert!(reason.contains("more than the"), "{reason}");
+    }
+
+    /// A byte buffer deserialized with `deserialize_byte_buf`, like `serde_bytes::ByteBuf`.
+    mod serde_bytes_like {
+        #[derive(Debug)]
+        pub(super) struct ByteBuf(pub(super) Vec<u8>);
+
+        impl<'de> serde::Deserialize<'de> for ByteBuf {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = ByteBuf;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v.to_vec()))
+                    }
+                }
+                d.deserialize_byte_buf(V)
+            }
+        }
     }
 
     #[test]
@@ -299,30 +620,104 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_lease_can_be_held_without_a_state_and_format_1_is_still_read() {
-        let lease_only = Record {
-            kind: "k".into(),
+    fn leased(payload: Option<&[u8]>) -> Record {
+        Record {
+            kind: "account".into(),
             lease: Some(Lease {
-                epoch: 3,
-                node: "n".into(),
-                activation: 1,
+                epoch: 9,
+                node: "node-b".into(),
+                activation: 3,
             }),
-            payload: None,
-        };
-        assert_eq!(Record::decode(&lease_only.encode()).unwrap(), lease_only);
-        // A format-1 record, as the first release wrote it: no flags byte, always a state.
-        let mut v1 = Vec::new();
-        v1.extend_from_slice(b"OVMD");
-        v1.extend_from_slice(&1u16.to_le_bytes());
-        v1.push(1);
-        v1.push(b'k');
-        v1.push(0);
-        v1.extend_from_slice(&crc32fast::hash(b"st").to_le_bytes());
-        v1.extend_from_slice(b"st");
-        let decoded = Record::decode(&v1).unwrap();
-        assert_eq!(decoded.payload.as_deref(), Some(&b"st"[..]));
-        assert_eq!(decoded.lease, None);
+            payload: payload.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// A record as format 1 or 2 wrote it: the checksum covers the payload only; format 1
+    /// has no flags byte.
+    fn encode_old(record: &Record, format: u16) -> Vec<u8> {
+        let mut out = RECORD_MAGIC.to_vec();
+        out.extend_from_slice(&format.to_le_bytes());
+        out.push(record.kind.len() as u8);
+        out.extend_from_slice(record.kind.as_bytes());
+        match &record.lease {
+            None => out.push(0),
+            Some(l) => {
+                out.push(1);
+                out.extend_from_slice(&l.epoch.to_le_bytes());
+                out.extend_from_slice(&l.activation.to_le_bytes());
+                out.extend_from_slice(&(l.node.len() as u16).to_le_bytes());
+                out.extend_from_slice(l.node.as_bytes());
+            }
+        }
+        if format >= 2 {
+            out.push(u8::from(record.payload.is_some()));
+        }
+        let payload = record.payload.as_deref().unwrap_or_default();
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn formats_1_and_2_are_still_read() {
+        // Format 1, as the first release wrote it: no flags byte, always a state.
+        let v1 = encode_old(&leased(Some(b"st")), 1);
+        assert_eq!(Record::decode(&v1).unwrap(), leased(Some(b"st")));
+        for record in [
+            leased(Some(b"state")),
+            leased(None),
+            Record {
+                lease: None,
+                ..leased(Some(b""))
+            },
+        ] {
+            let v2 = encode_old(&record, 2);
+            assert_eq!(Record::decode_for(&v2, "account").unwrap(), record);
+        }
+        // Their checksum covered only the payload: a damaged payload is still caught.
+        let mut v2 = encode_old(&leased(Some(b"state")), 2);
+        *v2.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            Record::decode(&v2),
+            Err(RecordError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn a_lease_can_be_held_without_a_state() {
+        let lease_only = leased(None);
+        let bytes = lease_only.encode();
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3, "format 3");
+        assert_eq!(Record::decode(&bytes).unwrap(), lease_only);
+    }
+
+    /// Issue 8: one flipped byte in the lease epoch locked the actor out under an epoch
+    /// nobody held. Every single-bit flip anywhere in a format-3 record is now refused, and
+    /// a flip in a field the decoder reads by position (lease, flags, checksum, payload) is
+    /// reported as damage.
+    #[test]
+    fn every_single_bit_flip_of_a_format_3_record_is_refused() {
+        for record in [leased(Some(b"{\"value\":5}")), leased(None)] {
+            let bytes = record.encode();
+            let lease_at = 4 + 2 + 1 + record.kind.len() + 1;
+            for bit in 0..bytes.len() * 8 {
+                let mut flipped = bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let err = Record::decode(&flipped).expect_err(&format!("bit {bit} flipped"));
+                if bit / 8 >= lease_at + 16 + 2 {
+                    assert!(
+                        matches!(err, RecordError::Checksum { .. }),
+                        "bit {bit}: {err:?}"
+                    );
+                }
+                if (lease_at..lease_at + 16).contains(&(bit / 8)) {
+                    assert!(
+                        matches!(err, RecordError::Checksum { .. }),
+                        "a flip in the lease epoch or activation is damage, bit {bit}: {err:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -334,20 +729,58 @@ mod tests {
         }
         .encode();
         assert_eq!(Record::decode(b"nope"), Err(RecordError::BadMagic));
-        for cut in 0..bytes.len() - 5 {
+        for cut in 0..bytes.len() {
             assert!(Record::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let mut flipped = bytes.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            Record::decode(&flipped),
-            Err(RecordError::Checksum { .. })
-        ));
-        let mut future = bytes;
+        let mut future = bytes.clone();
         future[4] = 9;
         assert_eq!(
             Record::decode(&future),
             Err(RecordError::UnsupportedFormat { found: 9 })
+        );
+        // Header values no writer produces, under a checksum that matches them.
+        let with_crc = |mut header: Vec<u8>, payload: &[u8]| {
+            let crc = header_and_payload_crc(&header, payload);
+            header.extend_from_slice(&crc.to_le_bytes());
+            header.extend_from_slice(payload);
+            header
+        };
+        let head = |tag: u8| {
+            let mut h = RECORD_MAGIC.to_vec();
+            h.extend_from_slice(&3u16.to_le_bytes());
+            h.extend_from_slice(&[1, b'k', tag]);
+            h
+        };
+        assert_eq!(
+            Record::decode(&with_crc(head(2), b"")),
+            Err(RecordError::Malformed("lease tag"))
+        );
+        let mut flags = head(0);
+        flags.push(0x81);
+        assert_eq!(
+            Record::decode(&with_crc(flags, b"x")),
+            Err(RecordError::Malformed("flags"))
+        );
+        let mut no_state = head(0);
+        no_state.push(0);
+        assert_eq!(
+            Record::decode(&with_crc(no_state, b"stray")),
+            Err(RecordError::Malformed("flags"))
+        );
+    }
+
+    #[test]
+    fn a_record_decode_allocates_no_more_than_its_input() {
+        // A lease node length of 65535 with 3 bytes behind it is truncation, not a read.
+        let mut bytes = RECORD_MAGIC.to_vec();
+        bytes.extend_from_slice(&3u16.to_le_bytes());
+        bytes.extend_from_slice(&[1, b'k', 1]);
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(&u16::MAX.to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        assert_eq!(
+            Record::decode(&bytes),
+            Err(RecordError::Truncated("lease node"))
         );
     }
 }

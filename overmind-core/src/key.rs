@@ -10,6 +10,7 @@ pub const MAX_ID_LEN: usize = 1024;
 
 /// Why a kind or an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// Kinds are short ASCII names; they are part of every stored key, so they must never be ambiguous.
     #[error(

@@ -170,6 +170,8 @@ pub async fn run_contract(opener: &mut Opener) {
         "losers must see conflicts: {attempts:?}"
     );
 
+    check_epoch_floors(&store).await;
+
     if let Err(e) = s.flush().await {
         panic!("flush failed: {e}");
     }
@@ -178,6 +180,16 @@ pub async fn run_contract(opener: &mut Opener) {
     drop(store);
     let store = opener.open().await;
     let s = &*store;
+    assert_eq!(
+        floor(s.epoch_floor("contract").await),
+        1_000_000,
+        "the epoch floor after a reopen"
+    );
+    assert_eq!(
+        floor(s.raise_epoch_floor("contract", 7).await),
+        1_000_000,
+        "a reopened floor never goes down"
+    );
     assert_eq!(
         must_load(s, &alice).await,
         Some((v3, b"three".to_vec())),
@@ -189,6 +201,52 @@ pub async fn run_contract(opener: &mut Opener) {
         ![v1, v2, v3].contains(&v4),
         "versions must not be reused after a reopen"
     );
+}
+
+fn floor(result: Result<u64, StoreError>) -> u64 {
+    result.unwrap_or_else(|e| panic!("epoch floor operation failed: {e}"))
+}
+
+/// The epoch floor: starts at 0, only rises, is kept per cluster, and racing raises leave the
+/// largest.
+async fn check_epoch_floors(store: &Arc<dyn StateStore>) {
+    let s = &**store;
+    assert_eq!(
+        floor(s.epoch_floor("contract").await),
+        0,
+        "a new cluster's floor"
+    );
+    assert_eq!(floor(s.raise_epoch_floor("contract", 5).await), 5);
+    assert_eq!(floor(s.epoch_floor("contract").await), 5);
+    assert_eq!(
+        floor(s.raise_epoch_floor("contract", 3).await),
+        5,
+        "a lower raise leaves the floor where it is"
+    );
+    assert_eq!(floor(s.raise_epoch_floor("contract", 5).await), 5);
+    assert_eq!(
+        floor(s.epoch_floor("other").await),
+        0,
+        "floors are per cluster"
+    );
+    let raises = futures_join_all((1..=16u64).map(|i| {
+        let store = store.clone();
+        async move { store.raise_epoch_floor("contract", i * 62_500).await }
+    }))
+    .await;
+    for r in raises {
+        assert!(
+            floor(r) >= 62_500,
+            "a raise returns at least what it asked for"
+        );
+    }
+    assert_eq!(
+        floor(s.epoch_floor("contract").await),
+        1_000_000,
+        "the largest of racing raises wins"
+    );
+    let top = i64::MAX as u64;
+    assert_eq!(floor(s.raise_epoch_floor("top", top).await), top);
 }
 
 async fn futures_join_all<F: Future + Send + 'static>(

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorCell};
 
 use crate::{
     Overmind, StartError, VirtualActor,
-    overmind::Inner,
+    overmind::{Inner, Leave},
     placement::Placement,
     registry::{AnyKind, Kind},
     runtime::Runtime,
@@ -128,7 +128,7 @@ impl OvermindBuilder {
             };
         #[cfg(feature = "cluster")]
         let cluster = match self.cluster {
-            Some(config) => Some(crate::cluster::start::prepare(config)?),
+            Some(config) => Some(crate::cluster::start::prepare(config, store.clone())?),
             None => None,
         };
         #[cfg(feature = "cluster")]
@@ -154,24 +154,43 @@ impl OvermindBuilder {
             rt: rt.clone(),
             kinds,
             supervisor: OnceLock::new(),
+            finished: tokio::sync::OnceCell::new(),
         });
         for kind in inner.kinds.values() {
             kind.set_overmind(Arc::downgrade(&inner));
         }
-        let supervisor = Supervisor {
-            inner: inner.clone(),
+        let spawn_err = |e: ractor::SpawnErr| StartError::Spawn(e.to_string());
+        // The activations' supervisor stays out of the caller's tree; see `supervisor`.
+        let (hosts, _) = Actor::spawn(None, Supervisor, ())
+            .await
+            .map_err(spawn_err)?;
+        let _ = rt.supervisor.set(hosts.get_cell());
+        let spawned = match parent {
+            Some(parent) => Actor::spawn_linked(None, Supervisor, (), parent).await,
+            None => Actor::spawn(None, Supervisor, ()).await,
         };
-        let (supervisor, _) = match parent {
-            Some(parent) => Actor::spawn_linked(None, supervisor, (), parent).await,
-            None => Actor::spawn(None, supervisor, ()).await,
-        }
-        .map_err(|e| StartError::Spawn(e.to_string()))?;
-        let _ = rt.supervisor.set(supervisor.get_cell());
-        let _ = inner.supervisor.set(supervisor.clone());
+        let (supervisor, ended) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                hosts.stop(None);
+                return Err(spawn_err(e));
+            }
+        };
+        let _ = inner.supervisor.set(supervisor);
+        // However the supervisor ends — `shutdown`, a stop, or a kill from its parent's tree —
+        // Overmind shuts down gracefully. This task keeps Overmind alive until then.
+        let watched = inner.clone();
+        tokio::spawn(async move {
+            let _ = ended.await;
+            if let Err(error) = watched.shutdown(Leave::Gracefully).await {
+                tracing::error!(%error, "flushing the store at shutdown failed");
+            }
+        });
         #[cfg(feature = "cluster")]
         if let Some(cluster) = cluster {
             if let Err(e) = cluster.start(&rt, &inner).await {
-                let _ = supervisor.stop_and_wait(None, None).await;
+                // The node never joined: nothing to hand over.
+                let _ = inner.shutdown(Leave::Skip).await;
                 return Err(e);
             }
         }

@@ -6,6 +6,7 @@ use overmind_core::{ActorKey, KeyError, StoreError, codec::CodecError, codec::Re
 
 /// Why a message could not be delivered, handled or answered.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The actor type was not registered on the builder.
     #[error(
@@ -95,6 +96,7 @@ pub enum Error {
 
 /// Why an activation failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ActivationError {
     /// The store could not be read.
     #[error("loading its state failed: {0}")]
@@ -126,6 +128,7 @@ pub enum ActivationError {
 
 /// Why a new state could not be stored.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum PersistError {
     /// The state does not encode, or would not decode again.
     #[error(transparent)]
@@ -164,6 +167,7 @@ impl<M> From<SendError<M>> for Error {
 
 /// Why an Overmind could not be built or started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// Neither `data_dir` nor `store` was given.
     #[error(

@@ -26,6 +26,68 @@ pub(crate) struct Inner {
     pub(crate) rt: Arc<Runtime>,
     pub(crate) kinds: HashMap<&'static str, Arc<dyn AnyKind>>,
     pub(crate) supervisor: OnceLock<ActorRef<SupervisorMsg>>,
+    /// The outcome of the one graceful shutdown, for everyone who asks for it.
+    pub(crate) finished: tokio::sync::OnceCell<Result<(), StoreError>>,
+}
+
+/// Whether a shutting-down cluster node hands its actors over first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leave {
+    /// Leave the cluster and drain before stopping (a node that joined).
+    Gracefully,
+    /// Stop at once (a node whose start failed before it joined).
+    #[cfg_attr(
+        not(feature = "cluster"),
+        allow(dead_code, reason = "only a cluster start can fail after spawning")
+    )]
+    Skip,
+}
+
+impl Inner {
+    /// Shuts down once; every caller, concurrent or later, gets the outcome of that one run.
+    pub(crate) async fn shutdown(self: &Arc<Self>, leave: Leave) -> Result<(), StoreError> {
+        self.finished
+            .get_or_init(|| async {
+                // On its own task, so a caller that gives up waiting does not cut it short.
+                tokio::spawn(shut_down(self.clone(), leave))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Backend {
+                            store: self.rt.store.name(),
+                            reason: format!("shutdown failed: {e}"),
+                            source: None,
+                        })
+                    })
+            })
+            .await
+            .clone()
+    }
+}
+
+async fn shut_down(inner: Arc<Inner>, leave: Leave) -> Result<(), StoreError> {
+    #[cfg(feature = "cluster")]
+    let link = inner.rt.cluster.get().cloned();
+    #[cfg(feature = "cluster")]
+    if let (Some(link), Leave::Gracefully) = (&link, leave) {
+        crate::cluster::start::leave(link).await;
+        // Its actors live elsewhere now; calls still on their way through this node (sent
+        // under an older view, or relayed) finish before the links close.
+        crate::cluster::start::drain(link).await;
+    }
+    #[cfg(not(feature = "cluster"))]
+    let _ = leave;
+    let flushed = shutdown_runtime(&inner.rt).await;
+    #[cfg(feature = "cluster")]
+    if let Some(link) = &link {
+        crate::cluster::start::stop(link);
+    }
+    if let Some(hosts) = inner.rt.supervisor.get() {
+        let _ = hosts.stop_and_wait(None, None).await;
+    }
+    if let Some(supervisor) = inner.supervisor.get() {
+        let _ = supervisor.stop_and_wait(None, None).await;
+    }
+    flushed
 }
 
 /// How this node sees its cluster.
@@ -162,25 +224,11 @@ impl Overmind {
     /// new ones, flushes the store (closing it if Overmind opened it, from `data_dir`) and
     /// stops the supervisor. In a cluster the node leaves first: its actors move to the other
     /// members without a failed call.
+    ///
+    /// Stopping the supervisor (or a parent it is linked to) starts the same shutdown; calling
+    /// this afterwards waits for it to finish. Every call returns the one outcome.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        #[cfg(feature = "cluster")]
-        let link = self.inner.rt.cluster.get().cloned();
-        #[cfg(feature = "cluster")]
-        if let Some(link) = &link {
-            crate::cluster::start::leave(link).await;
-            // Its actors live elsewhere now; calls still on their way through this node (sent
-            // under an older view, or relayed) finish before the links close.
-            crate::cluster::start::drain(link).await;
-        }
-        let flushed = shutdown_runtime(&self.inner.rt).await;
-        #[cfg(feature = "cluster")]
-        if let Some(link) = &link {
-            crate::cluster::start::stop(link);
-        }
-        if let Some(supervisor) = self.inner.supervisor.get() {
-            let _ = supervisor.stop_and_wait(None, None).await;
-        }
-        flushed
+        self.inner.shutdown(Leave::Gracefully).await
     }
 
     /// The supervisor actor, to link into your own supervision tree or to monitor.
@@ -218,13 +266,10 @@ impl Overmind {
     }
 }
 
-/// Graceful shutdown, safe to call more than once.
-pub(crate) async fn shutdown_runtime(rt: &Runtime) -> Result<(), StoreError> {
-    let first = rt.begin_shutdown();
+/// Lets every lifecycle finish its queue, then flushes (and closes) the store.
+async fn shutdown_runtime(rt: &Runtime) -> Result<(), StoreError> {
+    rt.begin_shutdown();
     rt.lifecycles_ended().await;
-    if !first {
-        return Ok(());
-    }
     let flushed = rt.store.flush().await;
     if rt.owns_store {
         // Release the data directory, even if handles to this Overmind outlive it.

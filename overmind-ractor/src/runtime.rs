@@ -1,4 +1,4 @@
-//! What every slot and activation on this node shares: the store, the supervisor, the count of
+//! What every slot and activation on this node shares: the store, the activations' supervisor, the count of
 //! running activation lifecycles (which shutdown waits for) and the statistics.
 
 use std::{
@@ -123,11 +123,9 @@ impl Runtime {
     }
 
     /// Refuses new lifecycles and tells running ones to stop once their queues are empty.
-    /// Returns false if shutdown had already begun.
-    pub(crate) fn begin_shutdown(&self) -> bool {
-        let before = self.lifecycles.fetch_or(CLOSED, Ordering::AcqRel);
+    pub(crate) fn begin_shutdown(&self) {
+        self.lifecycles.fetch_or(CLOSED, Ordering::AcqRel);
         self.shutdown.send_replace(true);
-        before & CLOSED == 0
     }
 
     /// Waits until every lifecycle has ended (after [`Self::begin_shutdown`]).

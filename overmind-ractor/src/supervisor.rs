@@ -1,18 +1,20 @@
-//! The Overmind supervisor: the ractor actor a user spawns into their application. Every
-//! activation is its child; stopping it shuts Overmind down gracefully.
-
-use std::sync::Arc;
+//! Overmind's supervisors.
+//!
+//! Two instances of one actor type: the *Overmind supervisor*, which a user may link into their
+//! own supervision tree, and the *activations' supervisor*, which is linked to nothing and is
+//! the parent of every activation host (and, in a cluster, of the router).
+//!
+//! They are kept apart because ractor ends a stopped actor's whole subtree with a kill, at
+//! once, without running `post_stop`: activations under the user's tree would be killed with
+//! accepted messages still queued and unsaved. Outside it they keep running while Overmind,
+//! noticing that its supervisor ended (however it ended), shuts down gracefully.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::overmind::Inner;
+/// One of Overmind's supervisors. See the [module docs](self).
+pub(crate) struct Supervisor;
 
-pub(crate) struct Supervisor {
-    /// Keeps the Overmind alive while it runs, so activations can always be given one.
-    pub(crate) inner: Arc<Inner>,
-}
-
-/// The supervisor takes no messages of its own.
+/// The supervisors take no messages of their own.
 #[derive(Debug)]
 #[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum SupervisorMsg {}
@@ -40,19 +42,6 @@ impl Actor for Supervisor {
         // of the host itself — not of a user handler, which the host catches — is news.
         if let SupervisionEvent::ActorFailed(cell, reason) = event {
             tracing::error!(actor = %cell.get_id(), %reason, "an activation host crashed");
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        // Stopped by the application's own supervision tree: shut down gracefully before
-        // ractor kills the remaining children.
-        if let Err(e) = crate::overmind::shutdown_runtime(&self.inner.rt).await {
-            tracing::error!(error = %e, "flushing the store at shutdown failed");
         }
         Ok(())
     }

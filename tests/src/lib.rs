@@ -7,8 +7,11 @@ pub mod accounts;
 pub mod cluster;
 #[cfg(feature = "cluster")]
 pub mod faults;
+pub mod fuzz;
 pub mod postgres;
 pub mod process;
+pub mod rng;
+pub mod sled_stress;
 pub mod zookeeper;
 
 /// Installs a tracing subscriber once, honouring `RUST_LOG`.

@@ -132,6 +132,23 @@ impl ZooKeeper {
         }
     }
 
+    /// Kills the server, deletes everything in its data directory (snapshots, transaction
+    /// logs: every znode and session), and starts it again on the same port: ZooKeeper's data
+    /// lost or replaced.
+    pub fn wipe(&mut self) {
+        self.kill();
+        let data = self.dir.path().join("data");
+        if let Err(e) = std::fs::remove_dir_all(&data) {
+            panic!("cannot delete ZooKeeper's data in {}: {e}", data.display());
+        }
+        if let Err(e) = self.launch() {
+            panic!(
+                "ZooKeeper did not start after its data was wiped: {e}; see {}",
+                self.log().display()
+            );
+        }
+    }
+
     /// Starts the server again on the same port with the same data (sessions survive if it
     /// comes back within their timeout).
     pub fn restart(&mut self) {

@@ -394,27 +394,16 @@ async fn a_peer_with_the_wrong_cookie_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_frame_gets_a_typed_error_and_the_router_carries_on() {
     use overmind_ractor::cluster::{RouterMsg, decode_reply};
+    // A cluster of its own: the wrong-cookie test, running beside it in this process, checks
+    // that no router of cluster "test" is visible here.
+    const CLUSTER: &str = "undecodable";
     let zk = ZooKeeper::start();
     let pg = Postgres::start();
-    let a = node(&zk, &pg, "a").await;
+    let a = node_of_cluster(&zk, &pg, CLUSTER).await;
     a.wait_stable(&["a"]).await;
     // This test process links to node a as a plain ractor_cluster node.
     let server = dial_as_plain_ractor_node(&a, "prober", "test-cookie").await;
-    // Node a's router, under its registration's group.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let router: ractor::ActorRef<RouterMsg> = loop {
-        let group = ractor::pg::which_groups()
-            .into_iter()
-            .find(|g| g.starts_with("overmind/test/router/a/"));
-        if let Some(cell) = group.and_then(|g| ractor::pg::get_members(&g).into_iter().next()) {
-            break cell.into();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node a's router never became visible"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let router = visible_router(CLUSTER, "a").await;
     for garbage in [vec![], vec![9, 9, 9], vec![1, 255, 255, 255, 255]] {
         let reply = ractor::call_t!(router, RouterMsg::Call, 5000, garbage.clone())
             .expect("the router answers");
@@ -555,4 +544,309 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_foreign_certificate() {
     let plain = node_with(&zk, &pg, "p", vec![]).await;
     let err = plain.err().expect("a plain node cannot join a TLS cluster");
     assert!(err.contains("mutual TLS"), "{err}");
+}
+
+/// The router of node `node` of cluster `cluster`, once it is visible to this process.
+async fn visible_router(
+    cluster: &str,
+    node: &str,
+) -> ractor::ActorRef<overmind_ractor::cluster::RouterMsg> {
+    let prefix = format!("overmind/{cluster}/router/{node}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let group = ractor::pg::which_groups()
+            .into_iter()
+            .find(|g| g.starts_with(&prefix));
+        if let Some(cell) = group.and_then(|g| ractor::pg::get_members(&g).into_iter().next()) {
+            return cell.into();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {node}'s router never became visible"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The arguments ractor's `RactorClusterMessage` derive makes for one `i64` field: its length
+/// as a big-endian u64, then the value big-endian. A peer crafts them by hand.
+fn i64_args(n: i64) -> Vec<u8> {
+    let mut args = 8u64.to_be_bytes().to_vec();
+    args.extend_from_slice(&n.to_be_bytes());
+    args
+}
+
+/// A router that answers every call with the next of its crafted replies.
+struct HostileRouter {
+    replies: Vec<Vec<u8>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ractor::Actor for HostileRouter {
+    type Msg = overmind_ractor::cluster::RouterMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ractor::ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let overmind_ractor::cluster::RouterMsg::Call(_, reply) = msg {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = reply.send(self.replies[n % self.replies.len()].clone());
+        }
+        Ok(())
+    }
+}
+
+/// A hostile peer that knows the cookie, in this test process: a ractor_cluster node
+/// registered in ZooKeeper as member `evil` of `cluster`, whose router answers every call
+/// with `replies`, one after the other. The members link to it (and it sees their routers).
+struct Hostile {
+    server: ractor::ActorRef<ractor_cluster::NodeServerMessage>,
+    membership: std::sync::Arc<overmind_core::membership::ZooKeeperMembership>,
+    router: ractor::ActorRef<overmind_ractor::cluster::RouterMsg>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    applier: tokio::task::JoinHandle<()>,
+}
+
+impl Hostile {
+    async fn join(zk: &ZooKeeper, pg: &Postgres, cluster: &str, replies: Vec<Vec<u8>>) -> Self {
+        use overmind_core::membership::{Membership, ZooKeeperConfig, ZooKeeperMembership};
+        let port = overmind_tests::process::free_port();
+        let server = ractor_cluster::NodeServer::new(
+            port,
+            "test-cookie".into(),
+            "evil".into(),
+            "overmind".into(),
+            None,
+            None,
+        )
+        .with_listen_addr([127, 0, 0, 1].into());
+        let (server, _) = ractor::Actor::spawn(None, server, ())
+            .await
+            .expect("a ractor_cluster node");
+        let mut config = ZooKeeperConfig::new(
+            zk.connect(),
+            cluster,
+            "evil",
+            format!("127.0.0.1:{port}"),
+            "test-cookie",
+        );
+        config.session_timeout = Duration::from_secs(2);
+        // Membership checks views against the epoch floor in the cluster's store.
+        let store = overmind_core::store::PostgresStore::connect(&pg.url(), 2)
+            .await
+            .expect("the cluster's store");
+        let membership = ZooKeeperMembership::join(config, std::sync::Arc::new(store))
+            .await
+            .expect("evil joins the cluster");
+        let mut views = membership.views();
+        let member = {
+            let joined = views.wait_for(|v| v.as_ref().is_some_and(|v| v.member.is_some()));
+            let view = tokio::time::timeout(Duration::from_secs(30), joined)
+                .await
+                .expect("evil enters a view in time")
+                .expect("membership runs");
+            view.as_ref().and_then(|v| v.member.clone())
+        }
+        .expect("evil is a member");
+        // A member reports each view applied (it holds no actors), so views become stable.
+        let applier = {
+            let membership = membership.clone();
+            tokio::spawn(async move {
+                loop {
+                    let epoch = views.borrow_and_update().as_ref().map(|v| v.view.epoch());
+                    if let Some(epoch) = epoch {
+                        membership.applied(epoch);
+                    }
+                    if views.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hostile = HostileRouter {
+            replies,
+            calls: calls.clone(),
+        };
+        let (router, _) = ractor::Actor::spawn(None, hostile, ())
+            .await
+            .expect("the hostile router");
+        ractor::pg::join(
+            format!("overmind/{cluster}/router/evil/{}", member.id),
+            vec![router.get_cell()],
+        );
+        Self {
+            server,
+            membership,
+            router,
+            calls,
+            applier,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn leave(self) {
+        self.applier.abort();
+        self.membership.close();
+        self.router.stop(None);
+        self.server.stop(None);
+    }
+}
+
+/// Node `a` of its own cluster (tests in this process see every linked node's routers, so
+/// those that link in-process keep their clusters apart).
+async fn node_of_cluster(zk: &ZooKeeper, pg: &Postgres, cluster: &str) -> Node {
+    Node::start(NodeSpec::new(BIN, zk, pg, cluster, "a"))
+        .await
+        .unwrap_or_else(|e| panic!("node a of {cluster}: {e}"))
+}
+
+/// Issue 8: a peer that knows the cookie killed any node with 10 bytes (the router's decoder
+/// allocated a declared 2^60-byte length and the process aborted). Now every crafted frame is
+/// answered with a typed error where there is a reply port, dropped where there is none, and
+/// the node goes on serving calls through the same router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_with_the_cookie_cannot_kill_a_node_with_crafted_envelopes() {
+    use overmind_ractor::cluster::{RouterMsg, decode_reply, fuzz::envelope};
+    const CLUSTER: &str = "hostile-frames";
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let a = node_of_cluster(&zk, &pg, CLUSTER).await;
+    a.wait_stable(&["a"]).await;
+    // The peer joins as a member (node a links to it), and talks to a's router directly.
+    let hostile = Hostile::join(&zk, &pg, CLUSTER, vec![vec![]]).await;
+    a.wait_stable(&["a", "evil"]).await;
+    let router = visible_router(CLUSTER, "a").await;
+    let owners = a.owners("victim", 100).await;
+    let victim = owned_by(&owners, "a", "victim")
+        .into_iter()
+        .next()
+        .expect("a owns some");
+
+    let huge = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    let frame = |variant: &str, args: &[u8]| {
+        envelope("counter", &victim, 0, 0, variant, args).expect("a small envelope encodes")
+    };
+    let mut huge_field = u64::MAX.to_be_bytes().to_vec();
+    huge_field.extend_from_slice(&[0; 8]);
+    let crafted: Vec<(&str, Vec<u8>)> = vec![
+        ("the 10 bytes from issue 8", [&[1][..], &huge].concat()),
+        (
+            "an envelope whose id declares 2^60 bytes",
+            [&[1, 7][..], b"counter", &huge].concat(),
+        ),
+        ("an unknown variant", frame("Explode", &i64_args(1))),
+        (
+            "a field that declares 2^64 bytes",
+            frame("AddAndGet", &huge_field),
+        ),
+        (
+            "a 3-byte i64 (ractor's from_bytes panics)",
+            frame("AddAndGet", &[0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]),
+        ),
+        (
+            "trailing bytes after the fields",
+            frame("AddAndGet", &[i64_args(1), vec![9]].concat()),
+        ),
+        (
+            "a truncated envelope",
+            frame("AddAndGet", &i64_args(1))[..12].to_vec(),
+        ),
+    ];
+    for (what, bytes) in &crafted {
+        router
+            .cast(RouterMsg::Cast(bytes.clone()))
+            .expect("the link takes a cast");
+        let reply = ractor::call_t!(router, RouterMsg::Call, 10_000, bytes.clone())
+            .unwrap_or_else(|e| panic!("{what}: the router did not answer: {e}"));
+        let err = decode_reply(&reply).expect_err(what);
+        assert!(err.contains("BadFrame"), "{what}: {err}");
+    }
+
+    // The router and the node survived: a real call through the same router, then through
+    // the node's own API.
+    let reply = ractor::call_t!(
+        router,
+        RouterMsg::Call,
+        10_000,
+        frame("AddAndGet", &i64_args(5))
+    )
+    .expect("the router answers a valid call");
+    let value = decode_reply(&reply).expect("a reply, not an error");
+    assert_eq!(value, 5i64.to_be_bytes(), "the call was handled");
+    assert_eq!(a.add(&victim, 1).await, Ok(6));
+    assert_eq!(hostile.calls(), 0, "nothing was routed to the peer");
+    hostile.leave();
+}
+
+/// Issue 8: a reply was decoded as an envelope was, so a crafted reply killed the caller.
+/// Here the hostile member owns actors too, so node a routes calls for them to it, and it
+/// answers each with crafted bytes: a's callers get typed errors, and a keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crafted_reply_from_an_actors_owner_is_a_typed_error_and_the_caller_keeps_serving() {
+    const CLUSTER: &str = "hostile-owner";
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let a = node_of_cluster(&zk, &pg, CLUSTER).await;
+    a.wait_stable(&["a"]).await;
+    let huge = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    let replies = vec![
+        // Reply::Err(HandlerFailed(<a 2^60-byte string>)): this aborted the caller.
+        [&[1, 1, 0][..], &huge].concat(),
+        // Reply::Ok(<2^60 bytes>).
+        [&[1, 0][..], &huge].concat(),
+        vec![],
+        vec![9, 9, 9],
+        // A well-formed Ok whose payload is 3 bytes, for an i64 reply (ractor's from_bytes
+        // panics on it, on the caller's side).
+        overmind_ractor::cluster::fuzz::replies(&[1, 2, 3]).swap_remove(0),
+    ];
+    let hostile = Hostile::join(&zk, &pg, CLUSTER, replies.clone()).await;
+    a.wait_stable(&["a", "evil"]).await;
+
+    let owners = a.owners("k", 200).await;
+    let on_evil = owned_by(&owners, "evil", "k");
+    let on_a = owned_by(&owners, "a", "k");
+    assert!(
+        on_evil.len() >= replies.len() && !on_a.is_empty(),
+        "{owners:?}"
+    );
+    for (i, key) in on_evil.iter().take(replies.len()).enumerate() {
+        let err = a
+            .get_within(key, Duration::from_secs(20))
+            .await
+            .expect_err("a crafted reply is not a value");
+        let typed = if i + 1 == replies.len() {
+            // The bytes reached the reply port; the typed reply could not be made from them.
+            err.contains("did not reply")
+        } else {
+            err.contains("undecodable frame")
+        };
+        assert!(typed, "reply {i} ({:02x?}): {err}", replies[i]);
+    }
+    assert_eq!(
+        hostile.calls(),
+        replies.len(),
+        "each call reached the hostile owner once"
+    );
+    // Node a is alive and serves its own actors.
+    assert_eq!(a.add(&on_a[0], 1).await, Ok(1));
+    assert_eq!(a.get(&on_a[0]).await, Ok(1));
+    hostile.leave();
 }

@@ -83,3 +83,92 @@ async fn a_stale_activation_cannot_save_on_postgres() {
     let store = PostgresStore::connect(&pg.url(), 4).await.unwrap();
     stale_activation_is_fenced(Arc::new(store)).await;
 }
+
+/// Issue 8: a flipped byte in a stored lease's epoch was not reported as damage (the checksum
+/// covered only the payload), and the actor was locked out for good under an epoch nobody
+/// held. The record's checksum now covers its header: the activation fails with a
+/// `CorruptRecord` error naming the actor, and the record is kept byte for byte. Records in
+/// the earlier formats still read, and are rewritten in the current one on the next save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_lease_is_reported_as_damage_and_older_formats_still_read() {
+    use overmind_core::codec::RecordError;
+    use overmind_ractor::ActivationError;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let record = |balance: i64| Record {
+        kind: "account".into(),
+        lease: Some(Lease {
+            epoch: 9,
+            node: "node-a".into(),
+            activation: 1,
+        }),
+        payload: Some(
+            codec::encode_state(&Account {
+                balance,
+                history: vec![],
+            })
+            .expect("encode"),
+        ),
+    };
+    let mut damaged = record(5).encode();
+    // The lease epoch's lowest byte: magic 4, format 2, kind length 1, "account" 7, tag 1.
+    damaged[4 + 2 + 1 + 7 + 1] ^= 0x40;
+    let key = |id: &str| ActorKey::new("account", id).expect("a valid key");
+    store
+        .save(&key("damaged"), overmind_core::Version::ABSENT, &damaged)
+        .await
+        .unwrap();
+    for (id, format) in [("format-1", 1), ("format-2", 2)] {
+        let old = overmind_tests::fuzz::encode_old_record(&record(7), format);
+        store
+            .save(&key(id), overmind_core::Version::ABSENT, &old)
+            .await
+            .unwrap();
+    }
+
+    let om = Overmind::builder()
+        .store(store.clone())
+        .register::<AccountActor>()
+        .spawn()
+        .await
+        .expect("start");
+    let err = om
+        .actor::<AccountActor>("damaged")
+        .call(AccountMsg::Balance, None)
+        .await
+        .expect_err("a damaged record is not served");
+    assert!(
+        matches!(
+            &err,
+            Error::ActivationFailed { key: k, cause: ActivationError::CorruptRecord(RecordError::Checksum { .. }) }
+                if *k == key("damaged")
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("account/damaged")
+            && err.to_string().contains("checksum mismatch"),
+        "the error names the actor and says the record is damaged: {err}"
+    );
+    for id in ["format-1", "format-2"] {
+        let a = om.actor::<AccountActor>(id);
+        assert_eq!(a.call(AccountMsg::Balance, None).await.expect(id), 7);
+        let after = a.call(|r| AccountMsg::DepositAndGet(1, r), None).await;
+        assert_eq!(after.expect(id), 8);
+    }
+    om.shutdown().await.expect("shutdown");
+
+    let kept = store.load(&key("damaged")).await.unwrap().expect("kept");
+    assert_eq!(
+        kept.bytes, damaged,
+        "the damaged record is kept byte for byte"
+    );
+    for id in ["format-1", "format-2"] {
+        let stored = store.load(&key(id)).await.unwrap().expect("stored");
+        assert_eq!(
+            u16::from_le_bytes([stored.bytes[4], stored.bytes[5]]),
+            codec::RECORD_FORMAT,
+            "{id} was rewritten in the current format"
+        );
+    }
+}

@@ -442,3 +442,60 @@ async fn a_timed_out_call_is_an_unknown_outcome_not_a_lost_write() {
     store.permits.add_permits(100);
     om.shutdown().await.unwrap();
 }
+
+/// A parent in the application's own tree, for `spawn_linked`.
+struct Parent;
+
+impl ractor::Actor for Parent {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_parent_supervisor_is_a_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..25 {
+        let (parent, parent_ended) = ractor::Actor::spawn(None, Parent, ()).await.unwrap();
+        let om = Overmind::builder()
+            .data_dir(dir.path())
+            .register::<AccountActor>()
+            .spawn_linked(parent.get_cell())
+            .await
+            .expect("overmind starts");
+        let id = format!("acct-{round}");
+        let actor = om.actor::<AccountActor>(&id);
+        for _ in 0..5 {
+            actor.cast(AccountMsg::Deposit(1)).unwrap();
+        }
+        // ractor kills a stopped actor's whole subtree at once; Overmind must still handle
+        // and store every message it accepted.
+        parent.stop(None);
+        parent_ended.await.unwrap();
+        // The shutdown the parent started is the one this waits for.
+        om.shutdown().await.unwrap();
+        assert!(
+            matches!(
+                actor.call(AccountMsg::Balance, None).await,
+                Err(Error::ShuttingDown { .. })
+            ),
+            "a message after the shutdown is refused"
+        );
+        drop(om);
+        let reopened = start(dir.path()).await;
+        assert_eq!(
+            balance(&reopened, &id).await,
+            5,
+            "round {round}: every accepted cast was stored"
+        );
+        reopened.shutdown().await.unwrap();
+    }
+}

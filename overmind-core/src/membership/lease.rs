@@ -7,6 +7,13 @@
 //! the lease always runs out before the session can be expired and the node's actors handed to
 //! someone else. The clock is monotonic and keeps running while the process is frozen, so a
 //! node woken after `SIGSTOP` finds its lease expired.
+//!
+//! That argument needs the server to remember the session. When ZooKeeper loses its data, every
+//! session vanishes at once, so a paused node may still hold a lease it was granted just before.
+//! The leader covers this: having found the loss, it waits one session timeout before it
+//! publishes any view that lets a node activate (see
+//! [`protocol::recovery_view`](super::protocol::recovery_view)), which every such lease has
+//! run out by.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},

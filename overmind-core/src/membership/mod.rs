@@ -46,6 +46,7 @@ impl NodeView {
 
 /// Why membership failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum MembershipError {
     /// The coordination service did not answer.
     #[error("cannot reach ZooKeeper at {connect}: {reason}")]

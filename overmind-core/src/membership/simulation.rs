@@ -10,7 +10,13 @@
 //! 1. at most one node can serve an actor: no two live nodes with a valid lease hold an
 //!    activation of the same key;
 //! 2. no acknowledged write is lost: the store holds every acknowledged increment;
-//! 3. no stale read: a read served returns at least every acknowledged increment.
+//! 3. no stale read: a read served returns at least every acknowledged increment;
+//! 4. no epoch is reused: one epoch number never names two different member lists.
+//!
+//! ZooKeeper can also lose its data: sessions, members and the view vanish at once and
+//! sequence numbers start again, while the store keeps the leases and the epoch floor. The
+//! leader then follows [`protocol::leader_step`] and [`protocol::recovery_view`], and nodes
+//! adopt views through [`protocol::check_successor`] and [`protocol::check_floor`].
 //!
 //! The same simulation run with a broken rule must find violations, so a green run means
 //! something.
@@ -42,6 +48,13 @@ struct Rules {
     /// Bug: after rejoining, trust the view read under the old registration (the lease
     /// belongs to the node, not to a registration).
     trust_stale_view: bool,
+    /// Bug: publish the recovery view as soon as ZooKeeper's data is found lost, without
+    /// waiting out the leases granted before.
+    no_recovery_wait: bool,
+    /// Bug: keep no epoch floor; after a loss the leader starts again from the empty view.
+    no_epoch_floor: bool,
+    /// Bug: accept a member id this node held before ZooKeeper lost its data.
+    reuse_member_ids: bool,
 }
 
 struct Rng(u64);
@@ -76,6 +89,10 @@ struct Zk {
     next_id: MemberId,
     members: BTreeMap<MemberId, ZkMember>,
     view: Option<ViewRecord>,
+    /// How many times the data was lost: a session from an earlier life is unknown.
+    life: u64,
+    /// The leader that found the view unusable, and when.
+    recovering: Option<(MemberId, u64)>,
 }
 
 struct Activation {
@@ -91,6 +108,10 @@ struct Node {
     zk_cut: bool,
     leaving: bool,
     member: Option<MemberId>,
+    /// The ZooKeeper life the session belongs to.
+    life: u64,
+    /// Every member id this process registered under.
+    held: BTreeSet<MemberId>,
     lease_until: u64,
     view: Option<View>,
     /// The registration under which `view` was read.
@@ -114,6 +135,7 @@ struct Stats {
     refused: u64,
     activations: u64,
     faults: u64,
+    wipes: u64,
 }
 
 struct Sim {
@@ -123,6 +145,10 @@ struct Sim {
     zk: Zk,
     nodes: Vec<Node>,
     store: BTreeMap<String, Cell>,
+    /// The store's epoch floor.
+    floor: u64,
+    /// The members every published epoch had, for invariant 4.
+    published: BTreeMap<u64, Vec<String>>,
     next_version: u64,
     /// The highest acknowledged value per key (increments count up from 0).
     acked: BTreeMap<String, i64>,
@@ -139,6 +165,8 @@ impl Node {
             zk_cut: false,
             leaving: false,
             member: None,
+            life: 0,
+            held: BTreeSet::new(),
             lease_until: 0,
             view: None,
             view_member: None,
@@ -189,6 +217,8 @@ impl Sim {
             zk: Zk::default(),
             nodes: (0..NODES).map(|i| Node::new(format!("n{i}"))).collect(),
             store: BTreeMap::new(),
+            floor: 0,
+            published: BTreeMap::new(),
             next_version: 0,
             acked: BTreeMap::new(),
             violations: Vec::new(),
@@ -232,8 +262,15 @@ impl Sim {
                 }
                 let name_free = !self.zk.members.values().any(|m| m.name == node.name);
                 if name_free {
+                    // A sequence number this process held before (ZooKeeper lost its data) is
+                    // given back and another taken.
                     self.zk.next_id += 1;
+                    while node.held.contains(&self.zk.next_id) && !rules.reuse_member_ids {
+                        self.zk.next_id += 2;
+                    }
                     let id = self.zk.next_id;
+                    node.held.insert(id);
+                    node.life = self.zk.life;
                     self.zk.members.insert(
                         id,
                         ZkMember {
@@ -248,7 +285,12 @@ impl Sim {
                 }
                 return;
             }
-            Some(id) => match self.zk.members.get_mut(&id) {
+            Some(id) => match self
+                .zk
+                .members
+                .get_mut(&id)
+                .filter(|_| node.life == self.zk.life)
+            {
                 Some(m) => {
                     m.last_heard = now;
                     m.leaving = node.leaving;
@@ -266,10 +308,18 @@ impl Sim {
         let Some(id) = node.member else {
             return;
         };
-        // Read and apply the view: retire whatever is not settled here.
+        // Read and apply the view, if the protocol lets this node adopt it: retire whatever is
+        // not settled here.
         if let Some(record) = &self.zk.view {
             let newer = node.view.as_ref().is_none_or(|v| v.record() != record);
-            if newer || node.view_member != Some(id) {
+            let adopted = node
+                .view
+                .as_ref()
+                .filter(|_| node.view_member == Some(id))
+                .map(View::record);
+            let adoptable = protocol::check_successor(adopted, record).is_ok()
+                && (rules.no_epoch_floor || protocol::check_floor(record, self.floor).is_ok());
+            if adoptable && (newer || node.view_member != Some(id)) {
                 node.view = Some(View::new(record.clone(), VNODES));
                 node.view_member = Some(id);
                 let unsettled: Vec<String> = node
@@ -330,9 +380,62 @@ impl Sim {
             })
             .collect();
         let current = self.zk.view.clone().unwrap_or_else(ViewRecord::empty);
-        if let Some(next) = protocol::next_view(&current, &live) {
-            self.zk.view = Some(next);
+        // Without a floor the leader can only trust the view it reads.
+        let floor = if self.rules.no_epoch_floor {
+            current.epoch
+        } else {
+            self.floor
+        };
+        let next = match protocol::leader_step(Ok(&current), floor, &live) {
+            Ok(protocol::LeaderStep::Publish(next)) => next,
+            Ok(protocol::LeaderStep::Recover(_)) => {
+                let since = match self.zk.recovering {
+                    Some((l, since)) if l == leader => since,
+                    _ => {
+                        self.zk.recovering = Some((leader, self.now));
+                        self.now
+                    }
+                };
+                let wait = if self.rules.no_recovery_wait {
+                    0
+                } else {
+                    SESSION_TIMEOUT
+                };
+                if self.now < since + wait {
+                    return;
+                }
+                match protocol::recovery_view(floor, &live) {
+                    Ok(next) => next,
+                    Err(e) => return self.violation(format!("no recovery view: {e}")),
+                }
+            }
+            Ok(protocol::LeaderStep::Stand) => return,
+            Err(e) => return self.violation(format!("no next view: {e}")),
+        };
+        // The floor is raised before the view is published.
+        self.floor = self.floor.max(next.epoch);
+        self.zk.recovering = None;
+        // Invariant 4: an epoch keeps its members.
+        let members: Vec<String> = next.members().iter().map(|m| m.name.clone()).collect();
+        if let Some(before) = self.published.insert(next.epoch, members.clone()) {
+            if before != members {
+                self.violation(format!(
+                    "epoch {} reused: {before:?}, then {members:?}",
+                    next.epoch
+                ));
+            }
         }
+        self.zk.view = Some(next);
+    }
+
+    /// ZooKeeper loses its data: sessions, members and the view vanish at once, and sequence
+    /// numbers start again. The store keeps everything.
+    fn wipe(&mut self) {
+        let life = self.zk.life + 1;
+        self.zk = Zk {
+            life,
+            ..Zk::default()
+        };
     }
 
     fn request(&mut self, at: usize, key: String, increment: bool) {
@@ -437,6 +540,10 @@ impl Sim {
 
     fn fault(&mut self) {
         self.stats.faults += 1;
+        if self.rng.chance(0.04) {
+            self.stats.wipes += 1;
+            return self.wipe();
+        }
         let i = self.rng.below(NODES);
         let serving = self.nodes.iter().filter(|n| n.up && !n.leaving).count();
         let node = &mut self.nodes[i];
@@ -506,6 +613,7 @@ fn explore(rules: Rules, seeds: u64, steps: u64) -> (Stats, Vec<String>) {
         total.refused += sim.stats.refused;
         total.activations += sim.stats.activations;
         total.faults += sim.stats.faults;
+        total.wipes += sim.stats.wipes;
         if !sim.violations.is_empty() {
             let found = sim
                 .violations
@@ -525,7 +633,10 @@ fn the_protocol_keeps_its_invariants_under_random_faults() {
     assert!(violations.is_empty(), "{violations:#?}");
     // The schedules did exercise the protocol.
     assert!(
-        stats.acked > 50_000 && stats.activations > 5_000 && stats.faults > 20_000,
+        stats.acked > 50_000
+            && stats.activations > 5_000
+            && stats.faults > 20_000
+            && stats.wipes > 500,
         "{stats:?}"
     );
 }
@@ -558,6 +669,27 @@ fn broken_rules_are_caught() {
             "trusting a view read under an expired registration",
             Rules {
                 trust_stale_view: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "recovering from lost ZooKeeper data without waiting out the leases",
+            Rules {
+                no_recovery_wait: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "keeping no epoch floor",
+            Rules {
+                no_epoch_floor: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "taking a member id again after ZooKeeper lost its data",
+            Rules {
+                reuse_member_ids: true,
                 ..Rules::default()
             },
         ),

@@ -6,6 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::ring::Ring;
 
+/// The largest epoch a view may carry. Epochs are stored beside leases (in PostgreSQL as a
+/// `BIGINT`), and a view at this epoch could have no successor, so a record beyond it is
+/// refused as damaged or hostile rather than adopted.
+pub const MAX_EPOCH: u64 = i64::MAX as u64;
+
+/// The member name of the placeholder epoch a recovery view carries (see
+/// [`protocol::recovery_view`](super::protocol::recovery_view)): not a valid node name, so
+/// the placeholder owns every key and no node is settled on anything until the recovery
+/// epoch is stable.
+pub const UNKNOWN_OWNERS: &str = "~unknown-owners";
+
 /// Identifies one registration of a node: its ZooKeeper sequence number. A node that restarts
 /// (or whose session expired) comes back as a new member with a new id but the same name.
 pub type MemberId = u64;
@@ -68,27 +79,48 @@ impl ViewRecord {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes; empty bytes are the empty view.
+    /// Decodes; empty bytes are the empty view. A record whose epochs are out of range or
+    /// inconsistent is an error, never a view.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         if bytes.is_empty() {
             return Ok(Self::empty());
         }
         let record: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if record.stable > record.epoch {
+        record.check()?;
+        Ok(record)
+    }
+
+    /// Checks the record's shape: epochs in range, stable not after the current epoch, the
+    /// history ordered, within `stable..=epoch`, and ending with the current epoch.
+    pub fn check(&self) -> Result<(), String> {
+        if self.epoch > MAX_EPOCH {
             return Err(format!(
-                "stable epoch {} is after epoch {}",
-                record.stable, record.epoch
+                "epoch {} is out of range (at most {MAX_EPOCH})",
+                self.epoch
             ));
         }
-        if record.history.windows(2).any(|w| w[0].epoch >= w[1].epoch)
-            || record
+        if self.stable > self.epoch {
+            return Err(format!(
+                "stable epoch {} is after epoch {}",
+                self.stable, self.epoch
+            ));
+        }
+        if self.history.windows(2).any(|w| w[0].epoch >= w[1].epoch)
+            || self
                 .history
                 .iter()
-                .any(|e| e.epoch < record.stable || e.epoch > record.epoch)
+                .any(|e| e.epoch < self.stable || e.epoch > self.epoch)
         {
             return Err("history epochs out of order or out of range".into());
         }
-        Ok(record)
+        match self.history.last() {
+            None if self.epoch == 0 => Ok(()),
+            Some(last) if last.epoch == self.epoch => Ok(()),
+            _ => Err(format!(
+                "the history does not end with the current epoch {}",
+                self.epoch
+            )),
+        }
     }
 }
 

@@ -9,22 +9,55 @@
 //! ```
 //!
 //! - **Registration.** A node registers an ephemeral sequential member node once no live member
-//!   carries its name, so a restarted node never overlaps its previous incarnation.
+//!   carries its name, so a restarted node never overlaps its previous incarnation. A process
+//!   never registers twice under one sequence number (they start again when ZooKeeper loses
+//!   its data).
 //! - **Election.** The member with the lowest sequence number leads. Every other member watches
 //!   only its predecessor, so a leader change wakes one node, not the cluster.
 //! - **The leader** watches the members (one persistent recursive watch) and publishes what
-//!   [`protocol::next_view`] decides, with a version-conditional write: two leaders can never
-//!   both publish, and no epoch is skipped or repeated.
+//!   [`protocol::leader_step`] decides, with a version-conditional write (two leaders can never
+//!   both publish), after raising the store's epoch floor to the epoch it publishes. A view
+//!   it cannot continue from (lost, rolled back, or written by no leader) is replaced by a
+//!   recovery view once the leases granted under it can have run out.
 //! - **Every member** watches the view with one-shot watches and re-reads it after every
-//!   reconnection (events are lost while disconnected). It reports the epochs it has applied in
-//!   its member node's data.
+//!   reconnection (events are lost while disconnected). It adopts only what
+//!   [`protocol::check_successor`] and [`protocol::check_floor`] allow, and reports the epochs
+//!   it has applied in its member node's data.
 //! - **The lease** is renewed by a read every fifth of the session timeout; see [`Lease`].
 //! - **An expired session** revokes the lease at once; the node rejoins as a new member.
 //!
 //! One-shot and persistent watches are never set on the same path in one session: ZooKeeper 3.8
 //! does not fire the one-shot watch then.
+//!
+//! # Access control
+//! Every session authenticates with ZooKeeper's `digest` scheme as `overmind-<cluster>`, with a
+//! password derived from the cluster name and cookie ([`ZooKeeperConfig::credential`]), and
+//! every znode of the cluster is created with the ACL `auth` (all rights to that identity and
+//! no one else). So only holders of the cookie can create, change or delete members or the
+//! view.
+//!
+//! **Unauthenticated clients can read nothing** of a cluster (not even its ACL: ZooKeeper
+//! answers `getAcl` only to clients that may read). The root holds a SHA-256 fingerprint of
+//! the cookie, and the ACL holds a SHA-1 digest of the credential; both are fast to compute,
+//! so a readable one would let anyone test guesses of a weak cookie offline, as fast as their
+//! hardware allows. Without read access a guess costs a round trip to ZooKeeper. The view and
+//! member records also name every node's address, which an outsider need not learn.
+//!
+//! The shared parent `/overmind` gives everyone `create`, `read` and `delete` (no `write`, no
+//! `admin`), so a second cluster with another cookie can create its own root beside this one,
+//! and an operator can remove a cluster whose znodes were deleted. ZooKeeper deletes only
+//! empty nodes, and a cluster's root always holds its members and view nodes, so no one
+//! without the cookie can delete a live cluster's root. Anyone can create a root before the
+//! cluster's first node does: to rule that out, give `/overmind` (or a chroot in the connect
+//! string) ACLs of your own before the first start.
+//!
+//! A cluster whose znodes an older release created open (`world:anyone:cdrwa`) is secured by
+//! its first authenticated node, once its cookie matches the cluster's: the root, members and
+//! view nodes get the `auth` ACL. Nodes of the older release can then no longer read the view
+//! and stop with a ZooKeeper authorization error, so upgrade every node together.
 
 use std::{
+    collections::BTreeSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,10 +70,13 @@ use zookeeper_client as zk;
 
 use super::{
     Lease, Membership, MembershipError, NodeView,
-    protocol::{self, LiveMember},
+    protocol::{self, LeaderStep, LiveMember},
     view::{MemberId, View, ViewRecord},
 };
-use crate::{ring::DEFAULT_VNODES, store::BoxFuture};
+use crate::{
+    ring::DEFAULT_VNODES,
+    store::{BoxFuture, StateStore, StoreError},
+};
 
 /// How to join a cluster through ZooKeeper.
 #[derive(Debug, Clone)]
@@ -89,6 +125,21 @@ impl ZooKeeperConfig {
         }
     }
 
+    /// The ZooKeeper `digest` credential, `user:password`, derived from the cluster name and
+    /// cookie: what every node authenticates with, and what an operator gives `zkCli.sh`
+    /// (`addauth digest <credential>`) to inspect or remove the cluster's znodes. The password
+    /// is the hex SHA-256 of `"overmind-zookeeper\0<cluster>\0<cookie>"`, so
+    /// `printf 'overmind-zookeeper\0%s\0%s' "$CLUSTER" "$COOKIE" | sha256sum` computes it
+    /// too.
+    pub fn credential(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"overmind-zookeeper\0");
+        h.update(self.cluster.as_bytes());
+        h.update(b"\0");
+        h.update(self.cookie.as_bytes());
+        format!("overmind-{}:{}", self.cluster, hex(&h.finalize()))
+    }
+
     fn validate(&self) -> Result<(), MembershipError> {
         let name_ok = |s: &str| {
             !s.is_empty()
@@ -116,6 +167,10 @@ impl ZooKeeperConfig {
         }
         Ok(())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How the members of a cluster link to each other.
@@ -213,7 +268,9 @@ fn classify(path: &str, e: zk::Error) -> Ended {
         zk::Error::SessionExpired => Ended::Expired,
         zk::Error::AuthFailed | zk::Error::NoAuth => Ended::Fatal(MembershipError::Coordination {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: format!(
+                "{e}: the znode's ACL does not admit this cluster's credential (derived from its cookie)"
+            ),
         }),
         other => Ended::Lost(format!("{path}: {other}")),
     }
@@ -229,6 +286,14 @@ enum JoinStatus {
 
 struct Shared {
     cfg: ZooKeeperConfig,
+    /// Keeps the cluster's epoch floor.
+    store: Arc<dyn StateStore>,
+    /// `user:password` for ZooKeeper's digest scheme.
+    credential: String,
+    /// Every member id this process registered under. After ZooKeeper loses its data its
+    /// sequence numbers start again, and a lease check that names an old registration must
+    /// never pass for a new one, so no id is taken twice.
+    registrations: Mutex<BTreeSet<MemberId>>,
     status: watch::Sender<JoinStatus>,
     paths: Paths,
     fingerprint: String,
@@ -262,8 +327,13 @@ fn lease_until(t0: Instant, session_timeout: Duration) -> Instant {
 
 impl ZooKeeperMembership {
     /// Joins the cluster: registers this node and waits until a published view includes it.
-    pub async fn join(cfg: ZooKeeperConfig) -> Result<Arc<Self>, MembershipError> {
-        let this = Self::start(cfg)?;
+    /// `store` keeps the cluster's epoch floor: every node of a cluster must use the same
+    /// (shared) store.
+    pub async fn join(
+        cfg: ZooKeeperConfig,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Arc<Self>, MembershipError> {
+        let this = Self::start(cfg, store)?;
         match this.ready().await {
             Ok(()) => Ok(this),
             Err(e) => {
@@ -274,20 +344,17 @@ impl ZooKeeperMembership {
     }
 
     /// Starts joining in the background; [`Self::ready`] tells when this node is in a view.
-    pub fn start(cfg: ZooKeeperConfig) -> Result<Arc<Self>, MembershipError> {
+    /// `store` keeps the cluster's epoch floor (see [`protocol`]).
+    pub fn start(
+        cfg: ZooKeeperConfig,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Arc<Self>, MembershipError> {
         cfg.validate()?;
-        let fingerprint = {
-            let mut h = Sha256::new();
-            h.update(b"overmind-cookie\0");
-            h.update(cfg.cluster.as_bytes());
-            h.update(b"\0");
-            h.update(cfg.cookie.as_bytes());
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let fingerprint = Self::fingerprint(&cfg);
         let shared = Arc::new(Shared {
+            store,
+            credential: cfg.credential(),
+            registrations: Mutex::new(BTreeSet::new()),
             status: watch::channel(JoinStatus::Joining).0,
             paths: Paths::new(&cfg.cluster),
             fingerprint,
@@ -304,6 +371,16 @@ impl ZooKeeperMembership {
             shared,
             task: Mutex::new(Some(task)),
         }))
+    }
+
+    /// The cookie's fingerprint, stored in the cluster's root.
+    fn fingerprint(cfg: &ZooKeeperConfig) -> String {
+        let mut h = Sha256::new();
+        h.update(b"overmind-cookie\0");
+        h.update(cfg.cluster.as_bytes());
+        h.update(b"\0");
+        h.update(cfg.cookie.as_bytes());
+        hex(&h.finalize())
     }
 
     /// Waits (at most the join timeout) until a published view includes this node.
@@ -370,6 +447,13 @@ impl Membership for ZooKeeperMembership {
     }
 
     fn applied(&self, epoch: u64) {
+        // Acknowledgements belong to a registration: the rebalancer may finish applying a view
+        // read before the session ended, and that epoch must not be reported for the new one
+        // (after ZooKeeper lost its data, it can be newer than anything the new one adopted).
+        let adopted = self.shared.views.borrow().as_ref().map(|v| v.view.epoch());
+        if adopted.is_none_or(|adopted| epoch > adopted) {
+            return;
+        }
         self.shared.progress.send_if_modified(|p| {
             let newer = epoch > p.applied;
             if newer {
@@ -441,6 +525,7 @@ async fn session(shared: &Shared) -> Ended {
     let connect = zk::Client::connector()
         .with_session_timeout(cfg.session_timeout)
         .with_connection_timeout(cfg.session_timeout)
+        .with_auth("digest", shared.credential.as_bytes())
         .connect(&cfg.connect);
     let client = match tokio::time::timeout(cfg.session_timeout * 2, connect).await {
         Ok(Ok(client)) => client,
@@ -448,29 +533,33 @@ async fn session(shared: &Shared) -> Ended {
         Err(_) => return Ended::Lost("connect: timed out".into()),
     };
     let timeout = client.session_timeout();
+    // A store without an epoch floor could never let a view be published: say so now.
+    match shared.store.epoch_floor(&cfg.cluster).await {
+        Ok(_) => {}
+        Err(e @ StoreError::Unsupported { .. }) => {
+            return Ended::Fatal(MembershipError::Config(format!(
+                "a cluster keeps its epoch floor in the state store: {e}"
+            )));
+        }
+        Err(e) => return Ended::Lost(format!("reading the epoch floor: {e}")),
+    }
     if let Err(ended) = prepare(&client, shared).await {
         return ended;
     }
     if let Err(ended) = wait_for_name(&client, shared).await {
         return ended;
     }
+    // A new registration has applied nothing yet.
+    shared.progress.send_modify(|p| p.applied = 0);
     let data = MemberData {
         name: cfg.node.clone(),
         addr: cfg.addr.clone(),
         applied: 0,
         leaving: shared.progress.borrow().leaving,
     };
-    let t0 = Instant::now();
-    let created = client
-        .create(
-            &paths.member_prefix,
-            &serde_json::to_vec(&data).unwrap_or_default(),
-            &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all()),
-        )
-        .await;
-    let me = match created {
-        Ok((_, seq)) => seq.into_i64() as MemberId,
-        Err(e) => return classify(&paths.member_prefix, e),
+    let (me, t0) = match register(&client, shared, &data).await {
+        Ok(registered) => registered,
+        Err(ended) => return ended,
     };
     // The lease belongs to this registration: nothing decided under an earlier one (an
     // expired session) can serve under it.
@@ -494,45 +583,171 @@ async fn session(shared: &Shared) -> Ended {
     ended
 }
 
-/// Creates the cluster's nodes if needed and checks that this node's cookie and link security
-/// are the cluster's.
+/// Registers this node's ephemeral sequential member node under an id this process never
+/// held before; returns the id and when the creating request was sent (the lease's start).
+async fn register(
+    client: &zk::Client,
+    shared: &Shared,
+    data: &MemberData,
+) -> Result<(MemberId, Instant), Ended> {
+    let paths = &shared.paths;
+    let bytes = serde_json::to_vec(data).unwrap_or_default();
+    let mode = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::creator_all());
+    loop {
+        let t0 = Instant::now();
+        let (_, seq) = client
+            .create(&paths.member_prefix, &bytes, &mode)
+            .await
+            .map_err(|e| classify(&paths.member_prefix, e))?;
+        let id = seq.into_i64() as MemberId;
+        if shared.registrations.lock().insert(id) {
+            return Ok((id, t0));
+        }
+        // ZooKeeper's sequence numbers started again (it lost its data), and this process
+        // held this id before: decisions of that registration name it, so it must not become
+        // valid again. Each attempt advances the sequence, so this ends.
+        tracing::info!(node = %shared.cfg.node, member = id, "ZooKeeper handed out a member id this node held before (its data was lost); registering again");
+        let path = paths.member(id);
+        client
+            .delete(&path, None)
+            .await
+            .map_err(|e| classify(&path, e))?;
+    }
+}
+
+/// The ACL of the shared parent `/overmind`: anyone may create a cluster's root, list the
+/// clusters and delete an empty root; no one may change it. See the [module docs](self).
+fn parent_acls() -> [zk::Acl; 1] {
+    [zk::Acl::new(
+        zk::Permission::CREATE | zk::Permission::READ | zk::Permission::DELETE,
+        zk::AuthId::anyone(),
+    )]
+}
+
+/// Whether an ACL lets clients without the cluster's credential in.
+fn is_open(acls: &[zk::Acl]) -> bool {
+    acls.iter().any(|acl| acl.scheme() == "world")
+}
+
+/// Creates the cluster's nodes if needed, checks that this node's cookie and link security
+/// are the cluster's, and secures nodes an older release created open.
 async fn prepare(client: &zk::Client, shared: &Shared) -> Result<(), Ended> {
     let paths = &shared.paths;
-    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    for path in [&paths.members, &paths.view] {
-        match client.mkdir(path, &persistent).await {
-            Ok(()) | Err(zk::Error::NodeExists) => {}
-            Err(e) => return Err(classify(path, e)),
+    let mine = ClusterRecord {
+        cookie: shared.fingerprint.clone(),
+        links: shared.cfg.links,
+    };
+    let record = serde_json::to_vec(&mine).map_err(|e| {
+        Ended::Fatal(MembershipError::Coordination {
+            path: paths.root.clone(),
+            reason: e.to_string(),
+        })
+    })?;
+    let parent = paths.root.rsplit_once('/').map_or("", |(p, _)| p);
+    let parent_acls = parent_acls();
+    let shared_parent = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&parent_acls));
+    match client.create(parent, &[], &shared_parent).await {
+        Ok(_) | Err(zk::Error::NodeExists) => {}
+        Err(zk::Error::NoNode) => {
+            return Err(Ended::Fatal(MembershipError::Config(format!(
+                "the chroot in ZooKeeper connect string {:?} does not exist: create it first",
+                shared.cfg.connect
+            ))));
         }
+        Err(e) => return Err(classify(parent, e)),
+    }
+    tighten_legacy_parent(client, parent, &parent_acls).await?;
+    // The root is created with its record, so it is never there without one (an older release
+    // set the record afterwards; that case is handled below).
+    let private = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    match client.create(&paths.root, &record, &private).await {
+        Ok(_) | Err(zk::Error::NodeExists) => {}
+        Err(e) => return Err(classify(&paths.root, e)),
     }
     loop {
-        let (data, stat) = client
-            .get_data(&paths.root)
-            .await
-            .map_err(|e| classify(&paths.root, e))?;
-        let mine = ClusterRecord {
-            cookie: shared.fingerprint.clone(),
-            links: shared.cfg.links,
+        let (data, stat) = match client.get_data(&paths.root).await {
+            Ok(read) => read,
+            // Only the cluster's credential may read its root, and the credential comes from
+            // the cookie.
+            Err(zk::Error::NoAuth) => {
+                return Err(Ended::Fatal(MembershipError::CookieMismatch {
+                    cluster: shared.cfg.cluster.clone(),
+                }));
+            }
+            Err(e) => return Err(classify(&paths.root, e)),
         };
         if data.is_empty() {
-            let record = serde_json::to_vec(&mine).map_err(|e| {
-                Ended::Fatal(MembershipError::Coordination {
-                    path: paths.root.clone(),
-                    reason: e.to_string(),
-                })
-            })?;
             match client
                 .set_data(&paths.root, &record, Some(stat.version))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => break,
                 Err(zk::Error::BadVersion) => continue,
                 Err(e) => return Err(classify(&paths.root, e)),
             }
         }
-        return check_cluster_record(&data, &mine, &shared.cfg.cluster, &paths.root)
-            .map_err(Ended::Fatal);
+        check_cluster_record(&data, &mine, &shared.cfg.cluster, &paths.root)
+            .map_err(Ended::Fatal)?;
+        break;
     }
+    for path in [&paths.members, &paths.view] {
+        match client.create(path, &[], &private).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(classify(path, e)),
+        }
+    }
+    // The cookie matched, so the cluster is ours to secure.
+    for path in [&paths.root, &paths.members, &paths.view] {
+        secure_legacy(client, shared, path).await?;
+    }
+    Ok(())
+}
+
+/// Gives a node an older release created open the cluster's ACL.
+async fn secure_legacy(client: &zk::Client, shared: &Shared, path: &str) -> Result<(), Ended> {
+    let (acls, stat) = match client.get_acl(path).await {
+        Ok(read) => read,
+        Err(zk::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(classify(path, e)),
+    };
+    if !is_open(&acls) {
+        return Ok(());
+    }
+    match client
+        .set_acl(path, &zk::Acls::creator_all(), Some(stat.aversion))
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(node = %shared.cfg.node, %path, "secured a znode an older release created world-writable; nodes of that release can no longer take part");
+            Ok(())
+        }
+        // Another node secured it meanwhile.
+        Err(zk::Error::BadVersion) => Ok(()),
+        Err(e) => Err(classify(path, e)),
+    }
+}
+
+/// An older release created the shared parent with `world:anyone:cdrwa`; narrow it to what
+/// [`parent_acls`] allows. An ACL someone else chose is left alone.
+async fn tighten_legacy_parent(
+    client: &zk::Client,
+    parent: &str,
+    wanted: &[zk::Acl],
+) -> Result<(), Ended> {
+    let (acls, stat) = match client.get_acl(parent).await {
+        Ok(read) => read,
+        // Not ours to read: someone gave it ACLs of their own.
+        Err(zk::Error::NoAuth | zk::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(classify(parent, e)),
+    };
+    let legacy = acls.as_slice() == &*zk::Acls::anyone_all();
+    if legacy {
+        match client.set_acl(parent, wanted, Some(stat.aversion)).await {
+            Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoAuth) => {}
+            Err(e) => return Err(classify(parent, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Compares the cluster's record with this node's.
@@ -623,13 +838,38 @@ async fn wait_for_name(client: &zk::Client, shared: &Shared) -> Result<(), Ended
     }
 }
 
-/// Publishes every view the leader writes; re-reads after each reconnection.
+/// Publishes every view the leader writes; re-reads after each reconnection. A record is
+/// adopted only if the protocol allows it ([`protocol::check_successor`],
+/// [`protocol::check_floor`]); otherwise it is logged and the node keeps the view it has.
 async fn watch_views(client: &zk::Client, shared: &Shared, me: MemberId) -> Ended {
     let path = &shared.paths.view;
     let mut state = client.state_watcher();
+    // The view this registration adopted last, and the epoch floor as last read (it only
+    // rises, so a view at or below it needs no store read).
+    let mut adopted: Option<ViewRecord> = None;
+    let mut floor = 0;
     loop {
         let (data, _, watcher) = match client.get_and_watch_data(path).await {
             Ok(read) => read,
+            Err(zk::Error::NoNode) => {
+                // Deleted (the leader creates it again): wait for it to come back.
+                match client.check_and_watch_stat(path).await {
+                    Ok((Some(_), _)) => {}
+                    Ok((None, created)) => {
+                        tokio::select! {
+                            event = created.changed() => if is_terminal(&event) {
+                                return Ended::Expired;
+                            },
+                            _ = reconnected(&mut state) => {}
+                        }
+                    }
+                    Err(e) => match classify(path, e) {
+                        Ended::Lost(_) => reconnected(&mut state).await,
+                        other => return other,
+                    },
+                }
+                continue;
+            }
             Err(e) => match classify(path, e) {
                 Ended::Lost(_) => {
                     reconnected(&mut state).await;
@@ -638,11 +878,20 @@ async fn watch_views(client: &zk::Client, shared: &Shared, me: MemberId) -> Ende
                 other => return other,
             },
         };
-        match ViewRecord::decode(&data) {
-            Ok(record) => {
+        let decided = match ViewRecord::decode(&data) {
+            Ok(record) => adoptable(shared, adopted.as_ref(), record, &mut floor).await,
+            Err(reason) => Ok(Err(protocol::Refusal::Unreadable(reason))),
+        };
+        match decided {
+            Ok(Ok(record)) => {
+                adopted = Some(record.clone());
                 let view = Arc::new(View::new(record, shared.cfg.vnodes));
                 let member = view.members().iter().find(|m| m.id == me).cloned();
-                if member.is_some() {
+                let joined = member.is_some();
+                tracing::debug!(node = %shared.cfg.node, epoch = view.epoch(), stable = view.stable(), "view");
+                // The view first: whoever `ready` wakes finds this node in it.
+                shared.views.send_replace(Some(NodeView { view, member }));
+                if joined {
                     shared.status.send_if_modified(|s| {
                         let joining = matches!(s, JoinStatus::Joining);
                         if joining {
@@ -651,10 +900,17 @@ async fn watch_views(client: &zk::Client, shared: &Shared, me: MemberId) -> Ende
                         joining
                     });
                 }
-                tracing::debug!(node = %shared.cfg.node, epoch = view.epoch(), stable = view.stable(), "view");
-                shared.views.send_replace(Some(NodeView { view, member }));
             }
-            Err(reason) => tracing::error!(%path, %reason, "unreadable view record"),
+            Ok(Err(refusal)) => {
+                let kept = adopted.as_ref().map(|r| r.epoch);
+                tracing::error!(node = %shared.cfg.node, %path, kept_epoch = ?kept, "refusing the view record: {refusal}. This node keeps the view it has; the leader replaces a record no leader published. If it persists, check who writes to ZooKeeper with the cluster's credentials");
+            }
+            Err(error) => {
+                // Without the floor the view cannot be checked; read both again shortly.
+                tracing::warn!(node = %shared.cfg.node, %error, "cannot read the epoch floor from the store; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         }
         tokio::select! {
             event = watcher.changed() => {
@@ -665,6 +921,23 @@ async fn watch_views(client: &zk::Client, shared: &Shared, me: MemberId) -> Ende
             _ = reconnected(&mut state) => {}
         }
     }
+}
+
+/// Whether this node may adopt `record`: the protocol's checks, reading the store's floor only
+/// when the record is above the floor last read.
+async fn adoptable(
+    shared: &Shared,
+    adopted: Option<&ViewRecord>,
+    record: ViewRecord,
+    floor: &mut u64,
+) -> Result<Result<ViewRecord, protocol::Refusal>, StoreError> {
+    if let Err(refusal) = protocol::check_successor(adopted, &record) {
+        return Ok(Err(refusal));
+    }
+    if record.epoch > *floor {
+        *floor = shared.store.epoch_floor(&shared.cfg.cluster).await?;
+    }
+    Ok(protocol::check_floor(&record, *floor).map(|()| record))
 }
 
 /// Completes when the session reconnects after a disconnection.
@@ -826,58 +1099,163 @@ async fn lead(client: &zk::Client, shared: &Shared, timeout: Duration) -> Ended 
         Err(e) => return classify(&paths.members, e),
     };
     let mut state = client.state_watcher();
+    let mut recovery = Recovery {
+        since: None,
+        wait: timeout,
+    };
     loop {
-        match reconcile(client, paths).await {
-            Ok(()) => {}
-            Err(zk::Error::SessionExpired) => return Ended::Expired,
-            Err(e) => tracing::debug!(error = %e, "reconcile failed; retrying"),
-        }
+        let wake = match reconcile(client, shared, &mut recovery).await {
+            Ok(wake) => wake,
+            Err(LeadError::Zk(zk::Error::SessionExpired)) => return Ended::Expired,
+            Err(LeadError::Store(e)) => {
+                tracing::warn!(error = %e, "cannot reach the epoch floor in the store; not publishing until it answers");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reconcile failed; retrying");
+                None
+            }
+        };
+        let wake = wake.map(tokio::time::Instant::from_std);
         tokio::select! {
             event = watch.changed() => {
                 // After a terminal event the watcher must not be polled again.
-                if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                if is_terminal(&event) {
                     return Ended::Expired;
+                }
+                // One reconcile reads everything: fold a burst of events (a wave of
+                // registrations) into it.
+                while let Ok(event) = tokio::time::timeout(Duration::ZERO, watch.changed()).await {
+                    if is_terminal(&event) {
+                        return Ended::Expired;
+                    }
                 }
             }
             // A safety net for events lost while disconnected.
             _ = tokio::time::sleep(timeout / 2) => {}
+            _ = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             _ = reconnected(&mut state) => {}
         }
     }
 }
 
-/// Reads the members and the view and publishes what the protocol decides, conditional on the
-/// view's version.
-async fn reconcile(client: &zk::Client, paths: &Paths) -> Result<(), zk::Error> {
+fn is_terminal(event: &zk::WatchedEvent) -> bool {
+    event.event_type == zk::EventType::Session && event.session_state.is_terminated()
+}
+
+/// The leader's memory of an unusable view record.
+struct Recovery {
+    /// When this leader found the view unusable.
+    since: Option<Instant>,
+    /// How long it waits before replacing it.
+    wait: Duration,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+enum LeadError {
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] zk::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Reads the members, the view and the epoch floor, and publishes what the protocol decides,
+/// conditional on the view's version. Returns when to look again if the leader is waiting to
+/// replace an unusable view.
+async fn reconcile(
+    client: &zk::Client,
+    shared: &Shared,
+    recovery: &mut Recovery,
+) -> Result<Option<Instant>, LeadError> {
+    let paths = &shared.paths;
+    let cluster = &shared.cfg.cluster;
     loop {
-        let (data, stat) = client.get_data(&paths.view).await?;
-        let current = match ViewRecord::decode(&data) {
-            Ok(record) => record,
-            Err(reason) => {
-                // Never guess an epoch: publishing from a made-up one could repeat epochs.
-                tracing::error!(path = %paths.view, %reason, "the view record is unreadable; not publishing until it is fixed");
-                return Ok(());
+        let (data, stat) = match client.get_data(&paths.view).await {
+            Ok(read) => read,
+            Err(zk::Error::NoNode) => {
+                // Deleted (ZooKeeper's data wiped, or by hand): an empty record again, which
+                // the floor shows to be lost if the cluster had published before.
+                let private = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+                match client.create(&paths.view, &[], &private).await {
+                    Ok(_) | Err(zk::Error::NodeExists) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let read = ViewRecord::decode(&data);
+        let live = live_members(client, &shared.paths).await?;
+        let floor = shared.store.epoch_floor(cluster).await?;
+        let step = match protocol::leader_step(read.as_ref().map_err(String::as_str), floor, &live)
+        {
+            Ok(step) => step,
+            Err(error) => {
+                tracing::error!(%cluster, %error, "cannot publish another view");
+                return Ok(None);
             }
         };
-        let live = live_members(client, paths).await?;
-        let Some(next) = protocol::next_view(&current, &live) else {
-            return Ok(());
+        let next = match step {
+            LeaderStep::Stand => {
+                recovery.since = None;
+                return Ok(None);
+            }
+            LeaderStep::Publish(next) => {
+                recovery.since = None;
+                next
+            }
+            LeaderStep::Recover(why) => {
+                // After ZooKeeper loses its data, sessions from before vanish at once instead of
+                // expiring, so a paused node may still believe its lease valid. Every such lease
+                // was granted before this leader found the loss and lasts 4/5 of a session
+                // timeout: wait one out before any view lets a node activate.
+                let since = *recovery.since.get_or_insert_with(|| {
+                    tracing::error!(%cluster, path = %paths.view, "{why}. Publishing a recovery view above the floor (epoch {}) once every lease granted before can have run out, in {:?}; until then no node activates anything new", floor.saturating_add(1), recovery.wait);
+                    Instant::now()
+                });
+                let due = since + recovery.wait;
+                if Instant::now() < due {
+                    return Ok(Some(due));
+                }
+                match protocol::recovery_view(floor, &live) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        tracing::error!(%cluster, %error, "cannot publish a recovery view");
+                        return Ok(None);
+                    }
+                }
+            }
         };
+        if next.epoch > floor {
+            // The floor first: an epoch is never published that the store does not cover.
+            let raised = shared.store.raise_epoch_floor(cluster, next.epoch).await?;
+            if raised != next.epoch {
+                // Another leader got further meanwhile: decide again from what is there now.
+                continue;
+            }
+        }
         match client
             .set_data(&paths.view, &next.encode(), Some(stat.version))
             .await
         {
             Ok(_) => {
+                let recovered = recovery.since.take().is_some();
                 tracing::info!(
                     epoch = next.epoch,
                     stable = next.stable,
+                    recovered,
                     members = ?next.members().iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
                     "published view"
                 );
             }
             // Someone else published since we read: read again.
             Err(zk::Error::BadVersion) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -917,6 +1295,24 @@ mod tests {
         assert!(
             matches!(&err, MembershipError::Coordination { path, .. } if path == "/overmind/c"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_credential_is_what_the_readme_says() {
+        // `printf 'overmind-zookeeper\0%s\0%s' c k | sha256sum`
+        let cfg = ZooKeeperConfig::new("127.0.0.1:2181", "c", "n1", "127.0.0.1:1", "k");
+        assert_eq!(
+            cfg.credential(),
+            "overmind-c:a09846797c40989adcd601da7b01dc8ea6f949fde92517f78b6263b4e80d0fd6"
+        );
+        let mut other = cfg.clone();
+        other.cookie = "k2".into();
+        assert_ne!(other.credential(), cfg.credential());
+        // Domain-separated from the fingerprint stored in the root.
+        assert!(
+            !cfg.credential()
+                .contains(&ZooKeeperMembership::fingerprint(&cfg))
         );
     }
 

@@ -18,6 +18,7 @@ pub struct MemoryStore {
 struct Inner {
     entries: HashMap<ActorKey, Stored>,
     last_version: u64,
+    floors: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -102,5 +103,24 @@ impl StateStore for MemoryStore {
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let floor = self.inner.lock().floors.get(cluster).copied().unwrap_or(0);
+        Box::pin(async move { Ok(floor) })
+    }
+
+    fn raise_epoch_floor<'a>(
+        &'a self,
+        cluster: &'a str,
+        epoch: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let floor = {
+            let mut inner = self.inner.lock();
+            let floor = inner.floors.entry(cluster.to_owned()).or_insert(0);
+            *floor = (*floor).max(epoch);
+            *floor
+        };
+        Box::pin(async move { Ok(floor) })
     }
 }

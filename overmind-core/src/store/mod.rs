@@ -15,6 +15,11 @@
 //! - A successful `save` or `delete` is durable when it returns: a crash afterwards does not
 //!   undo it.
 //! - Concurrent conditional writes to one key: exactly one of those expecting the same version wins.
+//! - Per cluster name, an **epoch floor**: `raise_epoch_floor(cluster, e)` makes the floor at
+//!   least `e`, durably, and returns it; `epoch_floor(cluster)` returns the highest value ever
+//!   raised to (0 for a cluster never seen). The floor never goes down, not even across a
+//!   restart. Cluster membership keeps its high-water mark here, beside the leases it fences
+//!   with, so an epoch is never reused even if ZooKeeper loses its data.
 //!
 //! The `testkit` module (feature `testkit`) holds the suite every implementation must pass.
 
@@ -72,6 +77,7 @@ pub struct Stored {
 
 /// Why a store operation failed. Cheap to clone: one failure is often reported to many callers.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The entry is not at the version the writer expected: someone else wrote it.
     #[error("version conflict on {key}: expected {expected}, found {actual}")]
@@ -119,6 +125,22 @@ pub enum StoreError {
     Closed {
         /// Which implementation.
         store: &'static str,
+    },
+    /// The store does not implement an operation (a custom store without an epoch floor, say).
+    #[error("the {store} store does not support {operation}")]
+    Unsupported {
+        /// Which implementation.
+        store: &'static str,
+        /// What it was asked to do.
+        operation: &'static str,
+    },
+    /// A value is outside what the store can keep (an epoch beyond `i64::MAX` in PostgreSQL).
+    #[error("the {store} store cannot keep {what}")]
+    OutOfRange {
+        /// Which implementation.
+        store: &'static str,
+        /// What was refused.
+        what: String,
     },
 }
 
@@ -170,6 +192,36 @@ pub trait StateStore: Send + Sync + 'static {
     /// Releases the store's resources (files, locks, connections). Later operations fail with
     /// [`StoreError::Closed`]. The default does nothing.
     fn close(&self) {}
+
+    /// The epoch floor of cluster `cluster`: the highest epoch it was ever raised to, 0 if
+    /// never. A cluster needs a store that keeps it; the default says it is unsupported.
+    fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let _ = cluster;
+        let store = self.name();
+        Box::pin(async move {
+            Err(StoreError::Unsupported {
+                store,
+                operation: "an epoch floor (needed by a cluster)",
+            })
+        })
+    }
+
+    /// Raises cluster `cluster`'s epoch floor to at least `epoch`, durably, and returns the
+    /// floor (which may be higher). Never lowers it.
+    fn raise_epoch_floor<'a>(
+        &'a self,
+        cluster: &'a str,
+        epoch: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let _ = (cluster, epoch);
+        let store = self.name();
+        Box::pin(async move {
+            Err(StoreError::Unsupported {
+                store,
+                operation: "an epoch floor (needed by a cluster)",
+            })
+        })
+    }
 }
 
 impl<S: StateStore + ?Sized> StateStore for Arc<S> {
@@ -199,5 +251,15 @@ impl<S: StateStore + ?Sized> StateStore for Arc<S> {
     }
     fn close(&self) {
         (**self).close()
+    }
+    fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        (**self).epoch_floor(cluster)
+    }
+    fn raise_epoch_floor<'a>(
+        &'a self,
+        cluster: &'a str,
+        epoch: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        (**self).raise_epoch_floor(cluster, epoch)
     }
 }

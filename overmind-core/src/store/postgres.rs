@@ -3,6 +3,7 @@
 //! ```sql
 //! CREATE TABLE overmind_state (kind TEXT, id TEXT, version BIGINT, data BYTEA, PRIMARY KEY (kind, id));
 //! CREATE SEQUENCE overmind_state_version;
+//! CREATE TABLE overmind_epoch_floor (cluster TEXT PRIMARY KEY, epoch BIGINT);
 //! ```
 //!
 //! The schema is created on connect (under an advisory lock, so nodes starting together do
@@ -57,6 +58,18 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     }
 }
 
+/// A stored floor; the table's check keeps it non-negative, so a negative one is damage.
+fn floor_of(stored: Option<i64>) -> Result<u64, StoreError> {
+    match stored {
+        None => Ok(0),
+        Some(epoch) => u64::try_from(epoch).map_err(|_| StoreError::Backend {
+            store: NAME,
+            reason: format!("overmind_epoch_floor holds a negative epoch ({epoch})"),
+            source: None,
+        }),
+    }
+}
+
 /// The address part of a URL, without credentials, for messages.
 fn redact(url: &str) -> String {
     match url.split_once('@') {
@@ -108,7 +121,11 @@ impl PostgresStore {
                  data BYTEA NOT NULL,
                  PRIMARY KEY (kind, id)
              );
-             CREATE SEQUENCE IF NOT EXISTS overmind_state_version;",
+             CREATE SEQUENCE IF NOT EXISTS overmind_state_version;
+             CREATE TABLE IF NOT EXISTS overmind_epoch_floor (
+                 cluster TEXT PRIMARY KEY,
+                 epoch BIGINT NOT NULL CHECK (epoch >= 0)
+             );",
         )
         .await
         .map_err(|e| open_err(format!("creating the schema: {}", chain(&e))))?;
@@ -246,5 +263,49 @@ impl StateStore for PostgresStore {
 
     fn close(&self) {
         self.pool.close();
+    }
+
+    fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let stmt = client
+                .prepare_cached("SELECT epoch FROM overmind_epoch_floor WHERE cluster = $1")
+                .await
+                .map_err(backend)?;
+            let row = client
+                .query_opt(&stmt, &[&cluster])
+                .await
+                .map_err(backend)?;
+            floor_of(row.map(|r| r.get::<_, i64>(0)))
+        })
+    }
+
+    fn raise_epoch_floor<'a>(
+        &'a self,
+        cluster: &'a str,
+        epoch: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let wanted = i64::try_from(epoch).map_err(|_| StoreError::OutOfRange {
+                store: NAME,
+                what: format!("epoch {epoch} (above {})", i64::MAX),
+            })?;
+            let client = self.pool.get().await.map_err(backend)?;
+            // One statement: concurrent raises serialize on the row, and the larger wins.
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO overmind_epoch_floor (cluster, epoch) VALUES ($1, $2)
+                     ON CONFLICT (cluster) DO UPDATE
+                     SET epoch = GREATEST(overmind_epoch_floor.epoch, EXCLUDED.epoch)
+                     RETURNING epoch",
+                )
+                .await
+                .map_err(backend)?;
+            let row = client
+                .query_one(&stmt, &[&cluster, &wanted])
+                .await
+                .map_err(backend)?;
+            floor_of(Some(row.get::<_, i64>(0)))
+        })
     }
 }

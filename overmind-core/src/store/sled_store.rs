@@ -23,6 +23,8 @@ use crate::ActorKey;
 
 const NAME: &str = "sled";
 const TREE: &str = "overmind.states";
+/// Cluster name → epoch floor (8 bytes, big endian).
+const EPOCHS: &str = "overmind.epochs";
 
 /// A [`StateStore`] in a sled database directory. One process may open a directory at a time;
 /// [`StateStore::close`] releases it.
@@ -34,6 +36,7 @@ pub struct SledStore {
 struct Open {
     db: sled::Db,
     tree: sled::Tree,
+    epochs: sled::Tree,
     flusher: Flusher,
 }
 
@@ -56,10 +59,16 @@ impl SledStore {
         };
         let db = open_db(&path).map_err(|e| open_err(describe_open_error(&e)))?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(e.to_string()))?;
+        let epochs = db.open_tree(EPOCHS).map_err(|e| open_err(e.to_string()))?;
         let flusher = Flusher::start(db.clone()).map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             path,
-            open: RwLock::new(Some(Open { db, tree, flusher })),
+            open: RwLock::new(Some(Open {
+                db,
+                tree,
+                epochs,
+                flusher,
+            })),
         })
     }
 
@@ -91,6 +100,24 @@ impl SledStore {
         let mut v = [0; 8];
         v.copy_from_slice(version);
         Ok((Version(u64::from_be_bytes(v)), bytes.to_vec()))
+    }
+
+    /// Reads a stored epoch floor; anything but 8 bytes is damage, reported rather than
+    /// taken for 0 (which would let epochs be reused).
+    fn floor_of(cluster: &str, value: Option<&[u8]>) -> Result<u64, StoreError> {
+        match value {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Backend {
+                    store: NAME,
+                    reason: format!(
+                        "the epoch floor of cluster {cluster:?} is damaged ({} bytes, not 8)",
+                        bytes.len()
+                    ),
+                    source: None,
+                }),
+        }
     }
 
     fn current_version(key: &ActorKey, value: Option<&sled::IVec>) -> Result<Version, StoreError> {
@@ -235,6 +262,50 @@ impl StateStore for SledStore {
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         let durable = self.with_open(|open| Ok(open.flusher.durable()));
         Box::pin(async move { durable?.await })
+    }
+
+    fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let result = self.with_open(|open| {
+            let found = open
+                .epochs
+                .get(cluster.as_bytes())
+                .map_err(|e| StoreError::backend(NAME, e))?;
+            Self::floor_of(cluster, found.as_deref())
+        });
+        Box::pin(async move { result })
+    }
+
+    fn raise_epoch_floor<'a>(
+        &'a self,
+        cluster: &'a str,
+        epoch: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let applied = self.with_open(|open| {
+            loop {
+                let current = open
+                    .epochs
+                    .get(cluster.as_bytes())
+                    .map_err(|e| StoreError::backend(NAME, e))?;
+                let floor = Self::floor_of(cluster, current.as_deref())?;
+                if floor >= epoch {
+                    // Already there; it may not be flushed yet if its raise is in flight, so
+                    // wait for a flush all the same.
+                    return Ok((floor, open.flusher.durable()));
+                }
+                let swapped = open
+                    .epochs
+                    .compare_and_swap(cluster.as_bytes(), current, Some(&epoch.to_be_bytes()[..]))
+                    .map_err(|e| StoreError::backend(NAME, e))?;
+                if swapped.is_ok() {
+                    return Ok((epoch, open.flusher.durable()));
+                }
+            }
+        });
+        Box::pin(async move {
+            let (floor, durable) = applied?;
+            durable.await?;
+            Ok(floor)
+        })
     }
 
     fn close(&self) {

@@ -9,6 +9,8 @@
 //! - `wire`: the frames routers exchange.
 
 pub(crate) mod connect;
+#[doc(hidden)]
+pub mod fuzz;
 pub(crate) mod rebalance;
 pub(crate) mod remote;
 pub(crate) mod router;

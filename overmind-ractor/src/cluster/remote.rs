@@ -96,7 +96,10 @@ fn send_envelope(
     port: Option<RpcReplyPort<Vec<u8>>>,
     relay: Option<Arc<dyn Settle>>,
 ) -> Result<Option<Outcome>, Error> {
-    let bytes = envelope.encode();
+    let bytes = envelope.encode().map_err(|reason| Error::Encode {
+        key: key.clone(),
+        reason,
+    })?;
     let Some(port) = port else {
         link.outbox(node).send(link, bytes, None);
         return Ok(None);
@@ -350,15 +353,35 @@ pub(crate) fn deliver<A: VirtualActor>(
 }
 
 fn decode<A: VirtualActor>(serialized: SerializedMessage) -> Result<A::Msg, Error> {
+    decode_message::<A::Msg>(A::KIND, serialized)
+}
+
+/// Decodes a user message from a peer with ractor's serialization (the `RactorClusterMessage`
+/// derive). What that can do with hostile bytes, as of ractor 0.16.5: the derive checks each
+/// field's u64 length against the bytes that remain before slicing (so nothing is allocated
+/// by a declared length) and catches a panic in each field's `from_bytes`; the built-in
+/// `from_bytes` impls allocate at most their input (numbers, `String`, `Vec<number>`) but
+/// panic on short input, bad UTF-8 or a bad `char`, and a user's own impl may do anything.
+/// So the frame's size is bounded before (it came in one frame, at most
+/// [`super::wire::MAX_FRAME_LEN`]) and every panic is caught here too.
+pub(crate) fn decode_message<M: Message>(
+    kind: &str,
+    serialized: SerializedMessage,
+) -> Result<M, Error> {
     let bad = |why: &str| Error::BadFrame {
         reason: format!(
-            "a message for kind {:?} {why} as {}",
-            A::KIND,
-            std::any::type_name::<A::Msg>()
+            "a message for kind {kind:?} {why} as {}",
+            std::any::type_name::<M>()
         ),
     };
-    // A field's `from_bytes` cannot report errors; some panic instead.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| A::Msg::deserialize(serialized))) {
+    let (SerializedMessage::Cast { args, .. } | SerializedMessage::Call { args, .. }) = &serialized
+    else {
+        return Err(bad("is neither a cast nor a call"));
+    };
+    if args.len() > super::wire::MAX_FRAME_LEN {
+        return Err(bad("is longer than a frame may be"));
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| M::deserialize(serialized))) {
         Ok(Ok(msg)) => Ok(msg),
         Ok(Err(_)) => Err(bad("does not decode (unknown variant, or bad fields)")),
         Err(_) => Err(bad("panicked while decoding")),
@@ -455,7 +478,13 @@ fn relay_on(
         Ok(link) => link,
         Err(e) => return respond(reply, Err(e)),
     };
-    let bytes = envelope.encode();
+    let bytes = match envelope.encode() {
+        Ok(bytes) => bytes,
+        Err(reason) => {
+            let key = key.clone();
+            return respond(reply, Err(Error::Encode { key, reason }));
+        }
+    };
     let Some(reply) = reply else {
         link.outbox(&owner.name).send(&link, bytes, None);
         return;

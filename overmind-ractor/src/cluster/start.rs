@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use overmind_core::membership::{Membership, ZooKeeperMembership};
+use overmind_core::membership::{Membership, MembershipError, NodeView, ZooKeeperMembership};
 use ractor::Actor;
 
 use super::{
@@ -22,11 +22,15 @@ pub(crate) struct Prepared {
     membership: Arc<ZooKeeperMembership>,
 }
 
-/// Binds the listener and starts registering in ZooKeeper.
-pub(crate) fn prepare(config: ClusterConfig) -> Result<Prepared, StartError> {
+/// Binds the listener and starts registering in ZooKeeper. Membership keeps the cluster's
+/// epoch floor in `store`, the store the actors' leases are in.
+pub(crate) fn prepare(
+    config: ClusterConfig,
+    store: Arc<dyn overmind_core::StateStore>,
+) -> Result<Prepared, StartError> {
     let (listener, advertise) = listen(&config)
         .map_err(|e| StartError::Cluster(format!("cannot listen on {}: {e}", config.listen)))?;
-    let membership = ZooKeeperMembership::start(membership_config(&config, &advertise))?;
+    let membership = ZooKeeperMembership::start(membership_config(&config, &advertise), store)?;
     Ok(Prepared {
         config,
         listener,
@@ -113,15 +117,18 @@ impl Prepared {
             super::stopped(&mut stop).await;
             accepting.abort();
         });
-        if let Err(e) = membership.ready().await {
-            link.stop.send_replace(true);
-            node_server.stop(None);
-            router_ref.stop(None);
-            return Err(fail(e.into(), &membership));
-        }
+        let joined = match serving_view(&membership, &link.config).await {
+            Ok(view) => view,
+            Err(e) => {
+                link.stop.send_replace(true);
+                node_server.stop(None);
+                router_ref.stop(None);
+                return Err(fail(e.into(), &membership));
+            }
+        };
         // Route by the view this node joined with from the first message on; the rebalancer
         // takes over from here.
-        rt.placement.install(membership.views().borrow().clone());
+        rt.placement.install(Some(joined));
         tokio::spawn(rebalance::apply_views(
             rt.clone(),
             kinds.clone(),
@@ -130,6 +137,53 @@ impl Prepared {
         tokio::spawn(rebalance::watch_lease(rt.clone(), kinds, link.clone()));
         tracing::info!(node = %link.config.node, addr = %link.addr, cluster = %link.config.cluster, "joined the cluster");
         Ok(())
+    }
+}
+
+/// Waits (within `timeout`) until this node is a member of a published view and holds the
+/// lease for that registration: only then may `spawn` return, so a caller never sees a node
+/// that is not yet serving.
+async fn serving_view(
+    membership: &ZooKeeperMembership,
+    config: &ClusterConfig,
+) -> Result<NodeView, MembershipError> {
+    let timeout = config.join_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Typed failures (a wrong cookie, ZooKeeper unreachable) come from here.
+    tokio::time::timeout_at(deadline, membership.ready())
+        .await
+        .unwrap_or_else(|_| Err(not_serving(config)))?;
+    let lease = membership.lease();
+    let mut views = membership.views();
+    let mut lease_changes = lease.subscribe();
+    loop {
+        let current = views.borrow_and_update().clone();
+        if let Some(view) =
+            current.filter(|v| v.member.as_ref().is_some_and(|m| lease.is_valid_for(m.id)))
+        {
+            return Ok(view);
+        }
+        tokio::select! {
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return Err(MembershipError::Closed);
+                }
+            }
+            _ = lease_changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(not_serving(config));
+            }
+        }
+    }
+}
+
+fn not_serving(config: &ClusterConfig) -> MembershipError {
+    MembershipError::Unreachable {
+        connect: config.zookeeper.clone(),
+        reason: format!(
+            "this node was not serving in a published view within {:?}",
+            config.join_timeout
+        ),
     }
 }
 

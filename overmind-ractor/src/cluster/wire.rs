@@ -2,9 +2,11 @@
 //! `RactorClusterMessage` serialization), and the reply to a call.
 //!
 //! Both are decoded here, never by `BytesConvertable::from_bytes` (which cannot fail), so a
-//! damaged or foreign frame becomes a typed error instead of a panic.
+//! damaged or foreign frame becomes a typed error instead of a panic. They are decoded with
+//! [`codec::decode_state`], which is bounded by the bytes it is given (no declared length
+//! makes it allocate), and no frame longer than [`MAX_FRAME_LEN`] is read or written.
 
-use overmind_core::{ActorKey, codec};
+use overmind_core::{ActorKey, codec, membership::view::MAX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::{ActivationError, Error, PersistError};
@@ -48,17 +50,36 @@ pub(crate) enum WireError {
     Other(String),
 }
 
-fn frame<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![WIRE_V1];
-    // Encoding our own plain structs cannot fail.
-    out.extend(codec::encode_state(value).unwrap_or_default());
-    out
+/// The longest frame a router sends or reads. ractor_cluster drops a link that carries a frame
+/// over 16 MiB (its limit on the whole network message); the rest is left for its own fields
+/// around ours (variant name, protobuf framing), so a message too large is refused at the
+/// sender instead of taking the link down.
+pub(crate) const MAX_FRAME_LEN: usize = (16 << 20) - (64 << 10);
+
+fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let body = codec::encode_state(value).map_err(|e| e.to_string())?;
+    if body.len() >= MAX_FRAME_LEN {
+        return Err(format!(
+            "its frame would be {} bytes, more than the {MAX_FRAME_LEN} a link between nodes carries",
+            body.len() + 1
+        ));
+    }
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(WIRE_V1);
+    out.extend(body);
+    Ok(out)
 }
 
 fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
     let bad = |reason: String| Error::BadFrame {
         reason: format!("{what}: {reason}"),
     };
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(bad(format!(
+            "{} bytes, more than the {MAX_FRAME_LEN} a frame may have",
+            bytes.len()
+        )));
+    }
     match bytes.split_first() {
         Some((&WIRE_V1, body)) => codec::decode_state(body).map_err(|e| bad(e.to_string())),
         Some((v, _)) => Err(bad(format!("unknown wire version {v}"))),
@@ -67,18 +88,37 @@ fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T
 }
 
 impl Envelope {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The frame, or why the message is too large to send.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
         frame(self)
     }
 
+    /// Decodes an envelope. An epoch no view can reach is refused here, rather than making
+    /// the router wait for its view to catch up with it.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        unframe(bytes, "envelope")
+        let envelope: Self = unframe(bytes, "envelope")?;
+        if envelope.epoch > MAX_EPOCH {
+            return Err(Error::BadFrame {
+                reason: format!(
+                    "envelope: epoch {} is out of range (at most {MAX_EPOCH})",
+                    envelope.epoch
+                ),
+            });
+        }
+        Ok(envelope)
     }
 }
 
 impl Reply {
+    /// The frame. A reply too large to send becomes an error reply saying so.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        frame(self)
+        frame(self).unwrap_or_else(|reason| {
+            let refusal = Self::Err(WireError::Other(format!(
+                "the reply is too large: {reason}"
+            )));
+            // A short error reply always encodes.
+            frame(&refusal).unwrap_or_default()
+        })
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
@@ -159,7 +199,7 @@ mod tests {
             variant: "Deposit".into(),
             args: vec![0, 0, 0, 0, 0, 0, 0, 1, 7],
         };
-        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        assert_eq!(Envelope::decode(&env.encode().unwrap()).unwrap(), env);
         let reply = Reply::Err(WireError::HandlerFailed("boom".into()));
         assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         for garbage in [&b""[..], b"\x01", b"\x02abc", b"\x01\xff\xff\xff\xff\xff"] {
@@ -168,5 +208,68 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    /// Issue 8: these 10 bytes made the router allocate 2^60 bytes and abort the node; the
+    /// same length inside a reply killed the caller.
+    #[test]
+    fn declared_lengths_in_a_frame_are_typed_errors() {
+        let huge = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let envelope = [&[WIRE_V1][..], &huge].concat();
+        assert!(matches!(
+            Envelope::decode(&envelope),
+            Err(Error::BadFrame { .. })
+        ));
+        // Reply::Err(WireError::HandlerFailed(<2^60-byte string>)) and Reply::Ok(<2^60 bytes>).
+        for prefix in [&[WIRE_V1, 1, 0][..], &[WIRE_V1, 0]] {
+            let reply = [prefix, &huge].concat();
+            assert!(
+                matches!(Reply::decode(&reply), Err(Error::BadFrame { .. })),
+                "{reply:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_epoch_no_view_can_reach_is_refused() {
+        let envelope = |epoch| Envelope {
+            kind: "k".into(),
+            id: "i".into(),
+            epoch,
+            hops: 0,
+            variant: "V".into(),
+            args: Vec::new(),
+        };
+        let max = envelope(MAX_EPOCH).encode().unwrap();
+        assert_eq!(Envelope::decode(&max).unwrap().epoch, MAX_EPOCH);
+        let beyond = envelope(u64::MAX).encode().unwrap();
+        assert!(matches!(
+            Envelope::decode(&beyond),
+            Err(Error::BadFrame { reason }) if reason.contains("out of range")
+        ));
+    }
+
+    #[test]
+    fn a_frame_too_large_for_a_link_is_refused_at_the_sender() {
+        let env = Envelope {
+            kind: "k".into(),
+            id: "i".into(),
+            epoch: 1,
+            hops: 0,
+            variant: "V".into(),
+            args: vec![0; MAX_FRAME_LEN],
+        };
+        let err = env.encode().unwrap_err();
+        assert!(err.contains("more than the"), "{err}");
+        // A reply that large becomes an error reply, which the caller can read.
+        let reply = Reply::decode(&Reply::Ok(vec![0; MAX_FRAME_LEN]).encode()).unwrap();
+        assert!(
+            matches!(&reply, Reply::Err(WireError::Other(m)) if m.contains("too large")),
+            "{reply:?}"
+        );
+        assert!(matches!(
+            Reply::decode(&vec![WIRE_V1; MAX_FRAME_LEN + 1]),
+            Err(Error::BadFrame { .. })
+        ));
     }
 }

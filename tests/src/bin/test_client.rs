@@ -7,7 +7,7 @@
 
 use std::{io::Write, time::Duration};
 
-use overmind_tests::faults::{check::wall_us, rng::Rng};
+use overmind_tests::{faults::check::wall_us, rng::Rng};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},

@@ -8,7 +8,6 @@
 
 pub mod check;
 pub mod proxy;
-pub mod rng;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,6 +24,7 @@ use overmind_core::{
 };
 use serde::Deserialize;
 
+use crate::rng::Rng;
 use crate::{
     cluster::{Node, NodeSpec},
     postgres::Postgres,
@@ -34,7 +34,6 @@ use crate::{
 use check::wall_us;
 use check::{Event, Op, Outcome};
 use proxy::Proxy;
-use rng::Rng;
 
 /// The faults the suite injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +44,9 @@ pub enum Fault {
     Pause,
     /// Kill ZooKeeper and start it again.
     ZooKeeperRestart,
+    /// Kill ZooKeeper, delete its data directory, and start it again on the same port: every
+    /// session, member and view is lost, while the store keeps the leases and the epoch floor.
+    ZooKeeperWipe,
     /// Cut one node off from ZooKeeper, then heal.
     ZooKeeperCut,
     /// Cut one node off from its peers, then heal.
@@ -54,13 +56,15 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Every fault, in the order a short run goes through them.
-    pub const ALL: [Fault; 6] = [
+    /// Every fault, in the order a short run goes through them. Rolling restarts come last:
+    /// a mixed run picks from the others.
+    pub const ALL: [Fault; 7] = [
         Fault::Kill,
         Fault::Pause,
         Fault::ZooKeeperRestart,
         Fault::ZooKeeperCut,
         Fault::PeerCut,
+        Fault::ZooKeeperWipe,
         Fault::RollingRestart,
     ];
 }
@@ -93,6 +97,7 @@ const NODES: usize = 3;
 const CLIENTS: usize = 3;
 const ACTORS: u64 = 24;
 const SESSION_MS: u64 = 2000;
+const CLUSTER: &str = "faults";
 
 struct Cluster {
     bins: Binaries,
@@ -107,6 +112,9 @@ struct Cluster {
     nodes: Vec<Option<Node>>,
     paused: Vec<bool>,
     kills: HashMap<String, Vec<u64>>,
+    /// The store's epoch floor when ZooKeeper's data was last wiped: every view after it must
+    /// be newer.
+    wiped_at_epoch: Option<u64>,
 }
 
 impl Cluster {
@@ -143,6 +151,7 @@ impl Cluster {
             nodes: (0..NODES).map(|_| None).collect(),
             paused: vec![false; NODES],
             kills: HashMap::new(),
+            wiped_at_epoch: None,
         };
         for i in 0..NODES {
             cluster.start_node(i).await;
@@ -170,7 +179,7 @@ impl Cluster {
             bin: self.bins.node.to_str().unwrap_or_default(),
             zk: self.zk_proxies[i].addr(),
             pg: self.pg.url(),
-            cluster: "faults".into(),
+            cluster: CLUSTER.into(),
             name: self.names[i].clone(),
             extra: vec![
                 ("listen", format!("127.0.0.1:{}", self.listen[i])),
@@ -260,6 +269,17 @@ impl Cluster {
                 tokio::task::block_in_place(|| self.zk.restart());
                 "ZooKeeper killed, restarted".into()
             }
+            Fault::ZooKeeperWipe => {
+                // The store's epoch floor: no epoch published before the wipe is above it.
+                let store = PostgresStore::connect(&self.pg.url(), 1)
+                    .await
+                    .expect("the store");
+                let floor = store.epoch_floor(CLUSTER).await.expect("the epoch floor");
+                store.close();
+                self.wiped_at_epoch = Some(floor);
+                tokio::task::block_in_place(|| self.zk.wipe());
+                format!("ZooKeeper's data wiped at epoch {floor}, restarted")
+            }
             Fault::ZooKeeperCut => {
                 self.zk_proxies[i].cut();
                 tokio::time::sleep(Duration::from_millis(SESSION_MS * 2)).await;
@@ -344,6 +364,38 @@ impl Cluster {
             .collect()
     }
 
+    /// After the faults healed: every actor serves again, with its stored value, within a
+    /// deadline (no lease is stuck), and no view reused an epoch from before a wipe.
+    async fn check_serving(&self, finals: &BTreeMap<String, i64>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Some(node) = self.nodes.iter().flatten().next() else {
+            return vec!["no node is running after the faults healed".into()];
+        };
+        for (id, stored) in finals {
+            match node.get_within(id, Duration::from_secs(30)).await {
+                Ok(value) if value == *stored => {}
+                Ok(value) => problems.push(format!(
+                    "{id} serves {value} after the faults healed, but {stored} is stored"
+                )),
+                Err(e) => {
+                    problems.push(format!("{id} does not serve after the faults healed: {e}"))
+                }
+            }
+        }
+        if let Some(wiped) = self.wiped_at_epoch {
+            for node in self.nodes.iter().flatten() {
+                let epoch = node.stats().await["epoch"].as_u64().unwrap_or(0);
+                if epoch <= wiped {
+                    problems.push(format!(
+                        "{} is at epoch {epoch}, not above epoch {wiped} from before ZooKeeper's data was wiped",
+                        node.name
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     async fn finals(&self) -> BTreeMap<String, i64> {
         #[derive(Deserialize)]
         struct Counter {
@@ -425,6 +477,9 @@ pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report
             .violations
             .push("the cluster did not settle after the faults were healed".into());
     }
+    outcome
+        .violations
+        .extend(cluster.check_serving(&finals).await);
     Report {
         plan: match plan {
             Plan::Single(f) => format!("{f:?}"),

@@ -1,0 +1,87 @@
+//! Entry points for Overmind's fuzz harness (`overmind-fuzz` in the tests crate), which must
+//! reach decoders private to this crate. Hidden: not a public API, and it changes without
+//! notice.
+
+use ractor::{Message, RpcReplyPort, message::SerializedMessage};
+
+use super::wire::{Envelope, Reply, WireError};
+
+/// Decodes `bytes` as a router decodes an envelope from a peer: the message's variant and
+/// arguments, for [`decode_message`].
+pub fn decode_envelope(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
+    Envelope::decode(bytes)
+        .map(|e| (e.variant, e.args))
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes `bytes` as a caller decodes a reply frame from a peer: Ok if it is a reply, a
+/// value or an error.
+pub fn decode_reply(bytes: &[u8]) -> Result<(), String> {
+    Reply::decode(bytes).map_err(|e| e.to_string())?;
+    // The helper tools use: the same decode, then the error reply as text.
+    let _ = super::decode_reply(bytes);
+    Ok(())
+}
+
+/// Decodes a user message as a router does once the envelope decoded: `variant` and `args`
+/// as ractor serialized them, with a reply port if `call`. A call that decodes spawns
+/// ractor's reply bridge, so call this inside a tokio runtime.
+pub fn decode_message<M: Message>(variant: &str, args: &[u8], call: bool) -> Result<M, String> {
+    let (variant, args) = (variant.to_owned(), args.to_vec());
+    let serialized = if call {
+        let (tx, _rx) = ractor::concurrency::oneshot();
+        SerializedMessage::Call {
+            variant,
+            args,
+            reply: RpcReplyPort::from(tx),
+            metadata: None,
+        }
+    } else {
+        SerializedMessage::Cast {
+            variant,
+            args,
+            metadata: None,
+        }
+    };
+    super::remote::decode_message::<M>("fuzz", serialized).map_err(|e| e.to_string())
+}
+
+/// A valid envelope frame: seeds for the harness, and a way for a test to call a router
+/// directly, as a peer would.
+pub fn envelope(
+    kind: &str,
+    id: &str,
+    epoch: u64,
+    hops: u8,
+    variant: &str,
+    args: &[u8],
+) -> Result<Vec<u8>, String> {
+    Envelope {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        epoch,
+        hops,
+        variant: variant.to_owned(),
+        args: args.to_vec(),
+    }
+    .encode()
+}
+
+/// Valid reply frames: `Ok(payload)`, and one of each error.
+pub fn replies(payload: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(payload).into_owned();
+    [
+        Reply::Ok(payload.to_vec()),
+        Reply::Err(WireError::HandlerFailed(text.clone())),
+        Reply::Err(WireError::ActivationFailed(text.clone())),
+        Reply::Err(WireError::PersistFailed(text.clone())),
+        Reply::Err(WireError::NoReply),
+        Reply::Err(WireError::Timeout),
+        Reply::Err(WireError::Unavailable(text.clone())),
+        Reply::Err(WireError::BadFrame(text.clone())),
+        Reply::Err(WireError::Other(text)),
+    ]
+    .iter()
+    .map(Reply::encode)
+    .collect()
+}
