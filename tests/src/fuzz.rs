@@ -22,27 +22,7 @@ use overmind_core::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-/// A seeded SplitMix64 generator: a run is reproducible from its seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
+use crate::rng::Rng;
 
 /// Decodes an input; true if it decoded.
 pub type Decode = Box<dyn Fn(&[u8]) -> bool>;

@@ -978,14 +978,22 @@ async fn watch_session(client: &zk::Client) -> Ended {
 /// Renews the lease with a read every fifth of the session timeout.
 async fn renew_lease(client: &zk::Client, shared: &Shared, timeout: Duration) -> Ended {
     let every = timeout / 5;
+    let mut next = tokio::time::Instant::now() + every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(next).await;
         let t0 = Instant::now();
+        let sent = tokio::time::Instant::now();
         match tokio::time::timeout(timeout / 2, client.check_stat(&shared.paths.view)).await {
-            Ok(Ok(_)) => shared.lease.extend(lease_until(t0, timeout)),
+            Ok(Ok(_)) => {
+                shared.lease.extend(lease_until(t0, timeout));
+                // A fifth after this request was sent, not after its answer: a slow answer
+                // must not stretch the cadence while the lease runs down.
+                next = sent + every;
+            }
             Ok(Err(zk::Error::SessionExpired)) => return Ended::Expired,
-            // Disconnected or slow: the lease runs down on its own.
-            _ => {}
+            // Disconnected or slow: the lease runs down on its own; try again soon, so it is
+            // renewed as soon as ZooKeeper answers again.
+            _ => next = tokio::time::Instant::now() + every / 4,
         }
     }
 }
