@@ -154,7 +154,7 @@ impl OvermindBuilder {
             rt: rt.clone(),
             kinds,
             supervisor: OnceLock::new(),
-            finished: tokio::sync::OnceCell::new(),
+            finished: OnceLock::new(),
         });
         for kind in inner.kinds.values() {
             kind.set_overmind(Arc::downgrade(&inner));

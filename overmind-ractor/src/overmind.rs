@@ -8,6 +8,7 @@ use std::{
 
 use overmind_core::{ActorKey, StateStore, StoreError};
 use ractor::{ActorCell, ActorRef};
+use tokio::sync::watch;
 
 use crate::{
     Error, OvermindBuilder, VirtualActor, VirtualRef,
@@ -26,8 +27,8 @@ pub(crate) struct Inner {
     pub(crate) rt: Arc<Runtime>,
     pub(crate) kinds: HashMap<&'static str, Arc<dyn AnyKind>>,
     pub(crate) supervisor: OnceLock<ActorRef<SupervisorMsg>>,
-    /// The outcome of the one graceful shutdown, for everyone who asks for it.
-    pub(crate) finished: tokio::sync::OnceCell<Result<(), StoreError>>,
+    /// The one graceful shutdown: started once, on its own task; its outcome, once known.
+    pub(crate) finished: OnceLock<watch::Receiver<Option<Result<(), StoreError>>>>,
 }
 
 /// Whether a shutting-down cluster node hands its actors over first.
@@ -45,22 +46,28 @@ pub(crate) enum Leave {
 
 impl Inner {
     /// Shuts down once; every caller, concurrent or later, gets the outcome of that one run.
+    /// The run is a task of its own, so a caller that stops waiting does not cut it short,
+    /// and a later caller waits for the same run rather than starting another.
     pub(crate) async fn shutdown(self: &Arc<Self>, leave: Leave) -> Result<(), StoreError> {
-        self.finished
-            .get_or_init(|| async {
-                // On its own task, so a caller that gives up waiting does not cut it short.
-                tokio::spawn(shut_down(self.clone(), leave))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(StoreError::Backend {
-                            store: self.rt.store.name(),
-                            reason: format!("shutdown failed: {e}"),
-                            source: None,
-                        })
-                    })
+        let mut outcome = self
+            .finished
+            .get_or_init(|| {
+                let (done, outcome) = watch::channel(None);
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    done.send_replace(Some(shut_down(inner, leave).await));
+                });
+                outcome
             })
-            .await
-            .clone()
+            .clone();
+        match outcome.wait_for(Option::is_some).await {
+            Ok(result) => result.clone().unwrap_or(Ok(())),
+            Err(_) => Err(StoreError::Backend {
+                store: self.rt.store.name(),
+                reason: "the shutdown task ended without an outcome (it panicked)".into(),
+                source: None,
+            }),
+        }
     }
 }
 

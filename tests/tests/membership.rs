@@ -395,8 +395,22 @@ async fn a_cluster_an_older_release_created_open_is_secured() {
     ] {
         old.create(path, b"", &open).await.expect("create open");
     }
+    // The older release left a view at epoch 57, and records leased up to it; its store has
+    // no epoch floor. The epochs continue from 57 rather than start again below it.
+    let old_view = serde_json::json!({"epoch": 57, "stable": 57,
+        "history": [{"epoch": 57, "members": [{"id": 1, "name": "gone", "addr": "127.0.0.1:1"}]}]});
+    old.set_data("/overmind/test/view", old_view.to_string().as_bytes(), None)
+        .await
+        .expect("write the old view");
+    assert_eq!(zk.store.epoch_floor("test").await.expect("floor"), 0);
     let a = join(&zk, "a").await;
-    wait_view(&a, "a stable view of a", |v| is_stable_with(v, &["a"])).await;
+    let v = wait_view(&a, "a stable view of a", |v| is_stable_with(v, &["a"])).await;
+    assert_eq!(
+        v.view.epoch(),
+        58,
+        "continued from the older release's view"
+    );
+    assert_eq!(zk.store.epoch_floor("test").await.expect("floor"), 58);
     for path in [
         "/overmind/test",
         "/overmind/test/members",

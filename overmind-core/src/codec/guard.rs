@@ -35,6 +35,9 @@ pub(crate) const MAX_DEPTH: usize = 128;
 /// state it stores), so it is never written.
 pub(crate) const ZERO_SIZE_ENTRIES: usize = 4096;
 
+/// The largest size hint a collection is given, in entries.
+const MAX_HINT: usize = 4096;
+
 /// The limits of one decode, shared by every level of it.
 pub(crate) struct Budget {
     /// The input's length: no sequence holds more non-empty entries.
@@ -73,8 +76,11 @@ impl Budget {
         }
     }
 
+    /// The size hint passed on. Capped at a constant as well: a collection that preallocates
+    /// its whole hint (smallvec, a user's `with_capacity`) would otherwise reserve entries ×
+    /// their size, however large the entries are.
     fn hint(&self, declared: Option<usize>) -> Option<usize> {
-        declared.map(|n| n.min(self.input).min(self.entries.get()))
+        declared.map(|n| n.min(self.input).min(self.entries.get()).min(MAX_HINT))
     }
 }
 

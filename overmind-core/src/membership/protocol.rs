@@ -163,6 +163,11 @@ pub enum LeaderStep {
     /// The current record cannot be continued from. Once every lease granted under it can
     /// have run out, publish [`recovery_view`] (raising the floor first).
     Recover(Unusable),
+    /// The store has never held a floor (a store from a release before floors, or a new one)
+    /// while the record is a well-formed view: raise the floor to its epoch, then decide again.
+    /// Leases already stored carry epochs up to that view's, so continuing from it keeps them
+    /// usable; restarting the epochs would lock every such record out.
+    SeedFloor(u64),
 }
 
 /// The leader's decision, given the view record as read (or why it does not decode), the
@@ -180,6 +185,10 @@ pub fn leader_step(
         return Ok(LeaderStep::Recover(Unusable::Unreadable(reason)));
     }
     let epoch = current.epoch;
+    if floor == 0 && epoch > 0 {
+        // A floor, once raised, is at least 1: 0 means it never was.
+        return Ok(LeaderStep::SeedFloor(epoch));
+    }
     if epoch < floor {
         return Ok(LeaderStep::Recover(Unusable::BelowFloor { epoch, floor }));
     }
@@ -491,6 +500,16 @@ mod tests {
             Ok(LeaderStep::Publish(next)) => assert_eq!(next.epoch, 1),
             other => panic!("{other:?}"),
         }
+        // A cluster from a release before floors: its view is continued from, not replaced
+        // (records hold leases up to its epoch), once the floor is seeded from it.
+        assert_eq!(
+            leader_step(Ok(&v4), 0, &joined),
+            Ok(LeaderStep::SeedFloor(4))
+        );
+        assert!(matches!(
+            leader_step(Ok(&v4), 4, &joined),
+            Ok(LeaderStep::Publish(_) | LeaderStep::Stand)
+        ));
     }
 
     #[test]

@@ -410,6 +410,10 @@ impl Sim {
                 }
             }
             Ok(protocol::LeaderStep::Stand) => return,
+            Ok(protocol::LeaderStep::SeedFloor(epoch)) => {
+                self.floor = self.floor.max(epoch);
+                return;
+            }
             Err(e) => return self.violation(format!("no next view: {e}")),
         };
         // The floor is raised before the view is published.

@@ -1217,6 +1217,11 @@ async fn reconcile(
                 recovery.since = None;
                 next
             }
+            LeaderStep::SeedFloor(epoch) => {
+                tracing::info!(%cluster, epoch, "the store holds no epoch floor yet: seeding it from the current view");
+                shared.store.raise_epoch_floor(cluster, epoch).await?;
+                continue;
+            }
             LeaderStep::Recover(why) => {
                 // After ZooKeeper loses its data, sessions from before vanish at once instead of
                 // expiring, so a paused node may still believe its lease valid. Every such lease
