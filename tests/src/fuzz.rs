@@ -222,21 +222,9 @@ pub fn encode_old_record(record: &Record, format: u16) -> Vec<u8> {
             p.as_deref().unwrap_or_default()
         }
     };
-    out.extend_from_slice(&crc32(payload).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
     out
-}
-
-/// CRC-32 (IEEE), as the record uses; bitwise, since only seeds need it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
 }
 
 #[cfg(feature = "cluster")]
