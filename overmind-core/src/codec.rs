@@ -30,34 +30,44 @@
 //! # The record
 //!
 //! ```text
-//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 | crc32 u32 LE | payload
-//! lease = epoch u64 LE | activation u64 LE | node len u16 LE | node
+//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 [schema] | crc32 u32 LE | payload
+//! lease  = epoch u64 LE | activation u64 LE | node len u16 LE | node
 //! flags: bit 0 = the record holds a state (payload); a lease can be taken before there is one
+//! schema = state version u32 LE | shape fingerprint u64 LE   (format 4, only with a state)
 //!
-//! format 3 (written now): the crc32 covers every byte but its own (magic through flags, then
-//!                         the payload); lease tag 0 or 1; no flag bits but bit 0
+//! format 4 (written now): as format 3, plus the schema that wrote the payload
+//! format 3: the crc32 covers every byte but its own (magic through flags, then the payload);
+//!           lease tag 0 or 1; no flag bits but bit 0
 //! format 2: the crc32 covers the payload only
 //! format 1: no flags byte (every record held a state); the crc32 covers the payload only
 //! ```
 //!
-//! Formats 1 and 2 are still read. Format 3 covers the header because a damaged lease epoch
-//! that still decodes would lock the actor out under an epoch nobody holds; now it is
-//! refused as damage instead ([`RecordError::Checksum`]).
+//! Formats 1 to 3 are still read; their states are [`SchemaId::LEGACY`] (version 1, shape
+//! unknown). Format 3 covers the header because a damaged lease epoch that still decodes
+//! would lock the actor out under an epoch nobody holds; now it is refused as damage
+//! instead ([`RecordError::Checksum`]). Format 4 says which schema wrote a state, so a state
+//! type that changed is migrated or refused instead of misread ([`crate::schema`]).
 
 mod guard;
 
+use std::fmt;
+
 use serde::{Serialize, de::DeserializeOwned};
+
+use crate::schema::Fingerprint;
 
 /// The magic bytes every record starts with.
 pub const RECORD_MAGIC: [u8; 4] = *b"OVMD";
 /// The record format this build writes. Decoders accept every format up to this one.
-pub const RECORD_FORMAT: u16 = 3;
+pub const RECORD_FORMAT: u16 = 4;
 
 /// The longest encoding [`encode_state`] produces and [`decode_state`] accepts: 64 MiB.
 /// (A frame between nodes is limited further, by ractor_cluster's 16 MiB.)
 pub const MAX_ENCODED_LEN: usize = 64 << 20;
 
 const HAS_STATE: u8 = 1;
+/// The bytes of a format-4 schema: state version and fingerprint.
+const SCHEMA_LEN: usize = 4 + 8;
 
 /// bincode's standard configuration with a decode limit no valid input up to
 /// [`MAX_ENCODED_LEN`] reaches (see the module docs). Encoding ignores the limit.
@@ -94,9 +104,9 @@ pub enum CodecError {
 
 /// Writes into a vector, refusing to grow it past [`MAX_ENCODED_LEN`], so an oversized
 /// state fails before it is all in memory.
-struct Capped(Vec<u8>);
+struct Capped<'a>(&'a mut Vec<u8>);
 
-impl bincode::enc::write::Writer for Capped {
+impl bincode::enc::write::Writer for Capped<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         if bytes.len() > MAX_ENCODED_LEN - self.0.len() {
             return Err(bincode::error::EncodeError::Other(
@@ -110,14 +120,21 @@ impl bincode::enc::write::Writer for Capped {
 
 /// Encodes a state value; at most [`MAX_ENCODED_LEN`] bytes.
 pub fn encode_state<S: Serialize>(state: &S) -> Result<Vec<u8>, CodecError> {
-    let mut out = Capped(Vec::new());
-    bincode::serde::encode_into_writer(state, &mut out, bincode_config()).map_err(|e| {
+    let mut out = Vec::new();
+    encode_state_into(state, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes a state value into `out`, replacing its contents and reusing its capacity (a
+/// caller that encodes on every message allocates nothing once the buffer is large enough).
+pub fn encode_state_into<S: Serialize>(state: &S, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.clear();
+    bincode::serde::encode_into_writer(state, Capped(out), bincode_config()).map_err(|e| {
         CodecError::Encode {
             type_name: std::any::type_name::<S>(),
             reason: e.to_string(),
         }
-    })?;
-    Ok(out.0)
+    })
 }
 
 /// Decodes a state value; every byte must be used. Bounded by the input (module docs).
@@ -165,6 +182,41 @@ pub struct Lease {
     pub activation: u64,
 }
 
+/// Which schema of a kind's state wrote a payload: the version the application declared
+/// for its state type, and the fingerprint of that type's serde shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SchemaId {
+    /// The state version declared with the kind (`state_version`, default 1).
+    pub version: u32,
+    /// The state type's shape; [`Fingerprint::UNKNOWN`] for states stored before records
+    /// carried one.
+    pub fingerprint: Fingerprint,
+}
+
+impl SchemaId {
+    /// What a state stored by a record format before 4 is taken to be: version 1 (the
+    /// default every kind had), shape unknown.
+    pub const LEGACY: SchemaId = SchemaId {
+        version: 1,
+        fingerprint: Fingerprint::UNKNOWN,
+    };
+}
+
+impl fmt::Display for SchemaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "version {} (shape {})", self.version, self.fingerprint)
+    }
+}
+
+/// An encoded state and the schema that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The schema the bytes were encoded with.
+    pub schema: SchemaId,
+    /// The encoded state ([`encode_state`]).
+    pub bytes: Vec<u8>,
+}
+
 /// One stored actor state with its header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -174,7 +226,7 @@ pub struct Record {
     pub lease: Option<Lease>,
     /// The encoded state; `None` for a record that only holds a lease (an actor that has
     /// not stored a state yet).
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<Payload>,
 }
 
 /// A stored record that cannot be read. It is reported, never overwritten.
@@ -223,34 +275,11 @@ pub enum RecordError {
 impl Record {
     /// Encodes the record in the current format ([`RECORD_FORMAT`]).
     pub fn encode(&self) -> Vec<u8> {
-        let kind = self.kind.as_bytes();
-        let lease_len = self.lease.as_ref().map_or(0, |l| 18 + l.node.len());
-        let payload: &[u8] = self.payload.as_deref().unwrap_or_default();
-        let mut out =
-            Vec::with_capacity(4 + 2 + 1 + kind.len() + 1 + lease_len + 1 + 4 + payload.len());
-        out.extend_from_slice(&RECORD_MAGIC);
-        out.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
-        // Kinds are at most 64 bytes (validated where keys are made); clamp defensively.
-        let kind = &kind[..kind.len().min(u8::MAX as usize)];
-        out.push(kind.len() as u8);
-        out.extend_from_slice(kind);
-        match &self.lease {
-            None => out.push(0),
-            Some(lease) => {
-                out.push(1);
-                out.extend_from_slice(&lease.epoch.to_le_bytes());
-                out.extend_from_slice(&lease.activation.to_le_bytes());
-                let node = lease.node.as_bytes();
-                let node = &node[..node.len().min(u16::MAX as usize)];
-                out.extend_from_slice(&(node.len() as u16).to_le_bytes());
-                out.extend_from_slice(node);
-            }
-        }
-        out.push(if self.payload.is_some() { HAS_STATE } else { 0 });
-        let crc = header_and_payload_crc(&out, payload);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(payload);
-        out
+        let state = self
+            .payload
+            .as_ref()
+            .map(|p| (p.schema, p.bytes.as_slice()));
+        encode_record(&self.kind, self.lease.as_ref(), state)
     }
 
     /// Decodes a record of any supported format. Allocates no more than `bytes` holds.
@@ -276,6 +305,16 @@ impl Record {
             r.take(1, "flags")?[0]
         } else {
             HAS_STATE
+        };
+        // Only a record that holds a state has a schema; the flags are checked below, under
+        // the checksum, so a damaged flag byte reads as truncation or damage either way.
+        let schema = if format >= 4 && flags & HAS_STATE != 0 {
+            SchemaId {
+                version: u32::from_le_bytes(r.array("state version")?),
+                fingerprint: Fingerprint(u64::from_le_bytes(r.array("shape fingerprint")?)),
+            }
+        } else {
+            SchemaId::LEGACY
         };
         let header = &bytes[..bytes.len() - r.0.len()];
         let stored = u32::from_le_bytes(r.array("checksum")?);
@@ -309,7 +348,10 @@ impl Record {
         Ok(Self {
             kind,
             lease,
-            payload: (flags & HAS_STATE != 0).then(|| payload.to_vec()),
+            payload: (flags & HAS_STATE != 0).then(|| Payload {
+                schema,
+                bytes: payload.to_vec(),
+            }),
         })
     }
 
@@ -324,6 +366,48 @@ impl Record {
         }
         Ok(record)
     }
+}
+
+/// Encodes a record from its parts in the current format ([`RECORD_FORMAT`]), without
+/// copying the state into a [`Record`] first.
+pub fn encode_record(
+    kind: &str,
+    lease: Option<&Lease>,
+    state: Option<(SchemaId, &[u8])>,
+) -> Vec<u8> {
+    let kind = kind.as_bytes();
+    let lease_len = lease.map_or(0, |l| 18 + l.node.len());
+    let payload: &[u8] = state.map_or(&[], |(_, bytes)| bytes);
+    let mut out = Vec::with_capacity(
+        4 + 2 + 1 + kind.len() + 1 + lease_len + 1 + SCHEMA_LEN + 4 + payload.len(),
+    );
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
+    // Kinds are at most 64 bytes (validated where keys are made); clamp defensively.
+    let kind = &kind[..kind.len().min(u8::MAX as usize)];
+    out.push(kind.len() as u8);
+    out.extend_from_slice(kind);
+    match lease {
+        None => out.push(0),
+        Some(lease) => {
+            out.push(1);
+            out.extend_from_slice(&lease.epoch.to_le_bytes());
+            out.extend_from_slice(&lease.activation.to_le_bytes());
+            let node = lease.node.as_bytes();
+            let node = &node[..node.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(node.len() as u16).to_le_bytes());
+            out.extend_from_slice(node);
+        }
+    }
+    out.push(if state.is_some() { HAS_STATE } else { 0 });
+    if let Some((schema, _)) = state {
+        out.extend_from_slice(&schema.version.to_le_bytes());
+        out.extend_from_slice(&schema.fingerprint.0.to_le_bytes());
+    }
+    let crc = header_and_payload_crc(&out, payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// A format-3 record's checksum: every header byte before the checksum, then the payload.
@@ -606,7 +690,7 @@ mod tests {
             let record = Record {
                 kind: "account".into(),
                 lease,
-                payload: Some(vec![1, 2, 3]),
+                payload: Some(state(b"\x01\x02\x03")),
             };
             let bytes = record.encode();
             assert_eq!(Record::decode_for(&bytes, "account").unwrap(), record);
@@ -620,6 +704,17 @@ mod tests {
         }
     }
 
+    /// A payload as format 4 writes it: version 3 of a state with some shape.
+    fn state(bytes: &[u8]) -> Payload {
+        Payload {
+            schema: SchemaId {
+                version: 3,
+                fingerprint: Fingerprint(0x0123_4567_89ab_cdef),
+            },
+            bytes: bytes.to_vec(),
+        }
+    }
+
     fn leased(payload: Option<&[u8]>) -> Record {
         Record {
             kind: "account".into(),
@@ -628,12 +723,20 @@ mod tests {
                 node: "node-b".into(),
                 activation: 3,
             }),
-            payload: payload.map(<[u8]>::to_vec),
+            payload: payload.map(state),
         }
     }
 
-    /// A record as format 1 or 2 wrote it: the checksum covers the payload only; format 1
-    /// has no flags byte.
+    /// The record as a format before 4 reads back: its state is the legacy schema.
+    fn as_legacy(mut record: Record) -> Record {
+        if let Some(p) = &mut record.payload {
+            p.schema = SchemaId::LEGACY;
+        }
+        record
+    }
+
+    /// A record as format 1, 2 or 3 wrote it: no schema; the checksum covers the payload
+    /// only (formats 1 and 2); format 1 has no flags byte.
     fn encode_old(record: &Record, format: u16) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(&format.to_le_bytes());
@@ -652,17 +755,46 @@ mod tests {
         if format >= 2 {
             out.push(u8::from(record.payload.is_some()));
         }
-        let payload = record.payload.as_deref().unwrap_or_default();
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let payload = record.payload.as_ref().map_or(&[][..], |p| &p.bytes);
+        let crc = if format == 3 {
+            header_and_payload_crc(&out, payload)
+        } else {
+            crc32fast::hash(payload)
+        };
+        out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn format_3_is_read_as_the_legacy_schema() {
+        for record in [leased(Some(b"state")), leased(None)] {
+            let v3 = encode_old(&record, 3);
+            assert_eq!(Record::decode(&v3).unwrap(), as_legacy(record));
+        }
+    }
+
+    #[test]
+    fn the_schema_is_written_and_covered_by_the_checksum() {
+        let record = leased(Some(b"state"));
+        let bytes = record.encode();
+        assert_eq!(Record::decode(&bytes).unwrap(), record);
+        // The schema sits just before the checksum: a changed version is damage.
+        let at = bytes.len() - b"state".len() - 4 - SCHEMA_LEN;
+        assert_eq!(&bytes[at..at + 4], &3u32.to_le_bytes());
+        let mut bumped = bytes.clone();
+        bumped[at] = 4;
+        assert!(matches!(
+            Record::decode(&bumped),
+            Err(RecordError::Checksum { .. })
+        ));
     }
 
     #[test]
     fn formats_1_and_2_are_still_read() {
         // Format 1, as the first release wrote it: no flags byte, always a state.
         let v1 = encode_old(&leased(Some(b"st")), 1);
-        assert_eq!(Record::decode(&v1).unwrap(), leased(Some(b"st")));
+        assert_eq!(Record::decode(&v1).unwrap(), as_legacy(leased(Some(b"st"))));
         for record in [
             leased(Some(b"state")),
             leased(None),
@@ -672,7 +804,10 @@ mod tests {
             },
         ] {
             let v2 = encode_old(&record, 2);
-            assert_eq!(Record::decode_for(&v2, "account").unwrap(), record);
+            assert_eq!(
+                Record::decode_for(&v2, "account").unwrap(),
+                as_legacy(record)
+            );
         }
         // Their checksum covered only the payload: a damaged payload is still caught.
         let mut v2 = encode_old(&leased(Some(b"state")), 2);
@@ -687,23 +822,30 @@ mod tests {
     fn a_lease_can_be_held_without_a_state() {
         let lease_only = leased(None);
         let bytes = lease_only.encode();
-        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3, "format 3");
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 4, "format 4");
         assert_eq!(Record::decode(&bytes).unwrap(), lease_only);
     }
 
     /// Issue 8: one flipped byte in the lease epoch locked the actor out under an epoch
-    /// nobody held. Every single-bit flip anywhere in a format-3 record is now refused, and
-    /// a flip in a field the decoder reads by position (lease, flags, checksum, payload) is
-    /// reported as damage.
+    /// nobody held. Every single-bit flip anywhere in a format-4 record is now refused, and
+    /// a flip in a field the decoder reads by position (lease, flags, schema, checksum,
+    /// payload) is reported as damage; a flags byte that comes to claim a state the record
+    /// has no room for is truncation.
     #[test]
-    fn every_single_bit_flip_of_a_format_3_record_is_refused() {
+    fn every_single_bit_flip_of_a_format_4_record_is_refused() {
         for record in [leased(Some(b"{\"value\":5}")), leased(None)] {
             let bytes = record.encode();
             let lease_at = 4 + 2 + 1 + record.kind.len() + 1;
+            let payload = record.payload.as_ref();
+            let flags_at = bytes.len() - 4 - payload.map_or(0, |p| p.bytes.len() + SCHEMA_LEN) - 1;
             for bit in 0..bytes.len() * 8 {
                 let mut flipped = bytes.clone();
                 flipped[bit / 8] ^= 1 << (bit % 8);
                 let err = Record::decode(&flipped).expect_err(&format!("bit {bit} flipped"));
+                if bit / 8 == flags_at && matches!(err, RecordError::Truncated(_)) {
+                    assert!(payload.is_none(), "bit {bit}: {err:?}");
+                    continue;
+                }
                 if bit / 8 >= lease_at + 16 + 2 {
                     assert!(
                         matches!(err, RecordError::Checksum { .. }),
@@ -725,7 +867,7 @@ mod tests {
         let bytes = Record {
             kind: "k".into(),
             lease: None,
-            payload: Some(b"hello".to_vec()),
+            payload: Some(state(b"hello")),
         }
         .encode();
         assert_eq!(Record::decode(b"nope"), Err(RecordError::BadMagic));
@@ -747,7 +889,7 @@ mod tests {
         };
         let head = |tag: u8| {
             let mut h = RECORD_MAGIC.to_vec();
-            h.extend_from_slice(&3u16.to_le_bytes());
+            h.extend_from_slice(&4u16.to_le_bytes());
             h.extend_from_slice(&[1, b'k', tag]);
             h
         };
@@ -757,6 +899,7 @@ mod tests {
         );
         let mut flags = head(0);
         flags.push(0x81);
+        flags.extend_from_slice(&[0; SCHEMA_LEN]);
         assert_eq!(
             Record::decode(&with_crc(flags, b"x")),
             Err(RecordError::Malformed("flags"))

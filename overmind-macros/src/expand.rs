@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::{ImplItem, spanned::Spanned};
 
-use crate::parse::{Options, Target};
+use crate::parse::{MigrationsOption, Options, Target};
 
 /// Fills in what a virtual actor's `impl Actor` may leave out: `type Arguments` and a
 /// `pre_start` that takes the stored state (or the default for a new id).
@@ -57,12 +57,57 @@ pub(crate) fn virtual_actor_impl(target: &Target, opts: &Options) -> TokenStream
     let persisted = quote_spanned! {state_ty.span()=>
         type PersistedState = #state_ty;
     };
+    let version = opts.state_version.map(|v| {
+        quote! { const STATE_VERSION: u32 = #v; }
+    });
+    let migrations = opts
+        .migrations
+        .as_ref()
+        .map(|m| migrations_fn(m, state_ty, opts));
     quote! {
         #[automatically_derived]
         impl #krate::VirtualActor for #self_ty {
             #persisted
             const KIND: &'static str = #kind;
             #passivate
+            #version
+            #migrations
+        }
+    }
+}
+
+/// `fn migrations()`: for `migrate_from`, one step per old version, converting through the
+/// chain of `From` impls up to the current state (`V1` → `V2` → ... → `State`).
+fn migrations_fn(m: &MigrationsOption, state_ty: &syn::Type, opts: &Options) -> TokenStream {
+    let krate = &opts.krate;
+    let body = match m {
+        MigrationsOption::Function(path) => quote! { #path() },
+        MigrationsOption::Chain(chain) => {
+            let steps = chain.iter().enumerate().map(|(i, (version, old))| {
+                let mut value = quote! { old };
+                let mut from = old;
+                for (_, next) in &chain[i + 1..] {
+                    // Spanned at the type, so a missing `From` impl is reported there.
+                    value = quote_spanned! {next.span()=>
+                        <#next as ::core::convert::From<#from>>::from(#value)
+                    };
+                    from = next;
+                }
+                let value = quote_spanned! {from.span()=>
+                    <#state_ty as ::core::convert::From<#from>>::from(#value)
+                };
+                quote! {
+                    .from_version(#version, |old: #old| {
+                        ::core::result::Result::<#state_ty, ::core::convert::Infallible>::Ok(#value)
+                    })
+                }
+            });
+            quote! { #krate::Migrations::new() #(#steps)* }
+        }
+    };
+    quote! {
+        fn migrations() -> #krate::Migrations<#state_ty> {
+            #body
         }
     }
 }

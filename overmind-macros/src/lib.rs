@@ -17,7 +17,11 @@ use quote::quote;
 ///
 /// Options: `kind = "name"` (required; part of every stored key, so never change it),
 /// `passivate_after = "5m"` (units ms, s, m, h, d, or `"never"`; default 10 minutes),
-/// `crate = "path"` (if `overmind-ractor` is renamed in your Cargo.toml).
+/// `state_version = 3` (the version of the state type; default 1; raise it whenever the
+/// state type changes), `migrate_from(1 = StateV1, 2 = StateV2)` (the old state types,
+/// read and converted through `From` impls: `StateV1` → `StateV2` → the state),
+/// `migrations = "path::to::fn"` (a function returning the kind's `Migrations`, instead of
+/// `migrate_from`), `crate = "path"` (if `overmind-ractor` is renamed in your Cargo.toml).
 ///
 /// `type Arguments` and `pre_start` may be left out: the arguments are then
 /// `Activation<State>` and the state starts as the stored one, or `State::default()` for a new id.

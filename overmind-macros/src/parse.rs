@@ -42,16 +42,49 @@ pub(crate) struct Options {
     pub(crate) passivate_after: Option<Option<u64>>,
     /// The path to the overmind-ractor crate, for users who renamed it.
     pub(crate) krate: Path,
+    /// The declared state version; `None` means the default (1).
+    pub(crate) state_version: Option<u32>,
+    /// How older states are read.
+    pub(crate) migrations: Option<MigrationsOption>,
 }
 
-const KNOWN: &str = "expected `kind = \"...\"`, `passivate_after = \"...\"` or `crate = \"...\"`";
+/// `migrate_from(1 = V1, 2 = V2)` or `migrations = "path::to::fn"`.
+pub(crate) enum MigrationsOption {
+    /// Old versions and the types they were stored as, oldest first.
+    Chain(Vec<(u32, Type)>),
+    /// A function returning the kind's `Migrations`.
+    Function(Path),
+}
+
+/// One `version = Type` of `migrate_from`.
+struct Step {
+    version: syn::LitInt,
+    ty: Type,
+}
+
+impl syn::parse::Parse for Step {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let version = input.parse()?;
+        input.parse::<syn::Token![=]>()?;
+        Ok(Self {
+            version,
+            ty: input.parse()?,
+        })
+    }
+}
+
+const KNOWN: &str = "expected `kind = \"...\"`, `passivate_after = \"...\"`, `state_version = N`, `migrate_from(N = OldType, ...)`, `migrations = \"path::to::fn\"` or `crate = \"...\"`";
 
 pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
     let mut opts = Options {
         kind: None,
         passivate_after: None,
         krate: syn::parse_quote!(::overmind_ractor),
+        state_version: None,
+        migrations: None,
     };
+    // The span of the migrations option, for errors found once all options are read.
+    let mut migrations_span = None;
     let mut seen_crate = false;
     let parser = syn::meta::parser(|meta| {
         let name = meta
@@ -84,6 +117,58 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
                     }
                 }
             }
+            "state_version" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                if opts.state_version.is_some() {
+                    return Err(duplicate("state_version"));
+                }
+                match lit.base10_parse::<u32>() {
+                    Ok(v) if v >= 1 => opts.state_version = Some(v),
+                    _ => {
+                        errors.push(
+                            lit.span(),
+                            "state_version is a whole number from 1 to 4294967295",
+                        );
+                        opts.state_version = Some(1);
+                    }
+                }
+            }
+            "migrate_from" | "migrations" if opts.migrations.is_some() => {
+                return Err(
+                    meta.error("give either `migrate_from(...)` or `migrations = \"...\"`, once")
+                );
+            }
+            "migrate_from" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let steps =
+                    content.parse_terminated(<Step as syn::parse::Parse>::parse, syn::Token![,])?;
+                let mut chain = Vec::new();
+                for step in steps {
+                    match step.version.base10_parse::<u32>() {
+                        Ok(v) if v >= 1 => {
+                            if chain.iter().any(|(seen, _)| *seen == v) {
+                                errors.push(
+                                    step.version.span(),
+                                    format!("version {v} is given twice"),
+                                );
+                            }
+                            chain.push((v, step.ty));
+                        }
+                        _ => errors.push(step.version.span(), "a version is a whole number from 1"),
+                    }
+                }
+                if chain.is_empty() {
+                    return Err(meta.error("migrate_from lists `version = OldStateType` pairs"));
+                }
+                chain.sort_by_key(|(v, _)| *v);
+                migrations_span = Some(meta.path.span());
+                opts.migrations = Some(MigrationsOption::Chain(chain));
+            }
+            "migrations" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                opts.migrations = Some(MigrationsOption::Function(lit.parse()?));
+            }
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if seen_crate {
@@ -108,6 +193,18 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
         errors.push_error(e);
+    }
+    if let (Some(MigrationsOption::Chain(chain)), Some(span)) = (&opts.migrations, migrations_span)
+    {
+        let current = opts.state_version.unwrap_or(1);
+        if let Some((v, _)) = chain.iter().find(|(v, _)| *v >= current) {
+            errors.push(
+                span,
+                format!(
+                    "migrate_from names version {v}, but state_version is {current}: migrations come from older versions (raise `state_version`)"
+                ),
+            );
+        }
     }
     opts
 }

@@ -3,7 +3,8 @@
 //! - a call to an activated virtual actor vs a raw ractor `call` to the same actor type;
 //! - a persisted message (sled, durable before the reply) vs a raw sled insert + flush;
 //! - persisted throughput with many actors at once (group commit) vs raw sled writers;
-//! - activating new ids vs spawning the same actors raw.
+//! - activating new ids vs spawning the same actors raw;
+//! - reading a stored state with the schema check vs decoding it bare.
 //!
 //! `cargo bench -p overmind-ractor --bench overhead` (release build). Prints medians of
 //! several rounds and the ratios.
@@ -313,8 +314,51 @@ async fn activation() {
     om.shutdown().await.expect("shutdown");
 }
 
+/// The schema check an activation runs on a stored state (version and shape against the
+/// registered ones, then the decode), against the bare decode it wraps.
+fn schema_check() {
+    use overmind_ractor::core::{
+        codec::{self, Payload},
+        migration::{KindSchema, Migrations, Read},
+    };
+    let schema = KindSchema::<Account>::new("account", 1, Migrations::new()).expect("schema");
+    let payload = Payload {
+        schema: schema.current(),
+        bytes: codec::encode_state(&Account { balance: 42 }).expect("encode"),
+    };
+    let n = 1_000_000;
+    let time = |f: &dyn Fn() -> i64| {
+        let mut samples = Vec::new();
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            let mut sum = 0i64;
+            for _ in 0..n {
+                sum = sum.wrapping_add(std::hint::black_box(f()));
+            }
+            std::hint::black_box(sum);
+            samples.push(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+        median(samples)
+    };
+    let checked = time(&|| match schema.read(std::hint::black_box(&payload)) {
+        Ok(Read::Current(a) | Read::Migrated(a)) => a.balance,
+        Err(_) => 0,
+    });
+    let bare = time(&|| {
+        codec::decode_state::<Account>(std::hint::black_box(&payload.bytes))
+            .map_or(0, |a| a.balance)
+    });
+    show(
+        "stored state read with the schema check",
+        checked,
+        "bare decode_state",
+        bare,
+    );
+}
+
 fn main() {
     println!("Overmind overhead (medians of {ROUNDS} rounds; ratio = Overmind / raw)\n");
+    schema_check();
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -23,6 +23,18 @@ pub trait VirtualActor:
     /// How long an activation may sit idle before it is stopped (its state is already stored).
     /// `None` keeps it until shutdown.
     const PASSIVATE_AFTER: Option<Duration> = Some(Duration::from_secs(600));
+
+    /// The version of the state type (`state_version`; default 1). Raise it whenever
+    /// `PersistedState` changes in any way, and add a migration from the old version: every
+    /// stored state says which version wrote it, and a state is only read as that version's
+    /// type.
+    const STATE_VERSION: u32 = 1;
+
+    /// How states stored by older versions are read (`migrate_from` or `migrations`;
+    /// default none).
+    fn migrations() -> crate::Migrations<Self::PersistedState> {
+        crate::Migrations::new()
+    }
 }
 
 /// What a virtual actor's `pre_start` receives: its name and its stored state, if it has one.

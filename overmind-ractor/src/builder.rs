@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use overmind_core::{StateStore, membership::SingleNode, validate_kind};
+use overmind_core::{StateStore, membership::SingleNode, migration::KindSchema, validate_kind};
 use ractor::{Actor, ActorCell};
 
 use crate::{
@@ -28,6 +28,9 @@ fn single_node() -> Placement {
 
 type MakeKind = Box<dyn FnOnce(Arc<Runtime>) -> Arc<dyn AnyKind> + Send>;
 
+/// Checks a kind's declaration (tracing its state types' shapes) and returns how to make it.
+type PrepareKind = Box<dyn FnOnce() -> Result<MakeKind, StartError> + Send>;
+
 enum StoreChoice {
     #[cfg(feature = "sled")]
     DataDir(PathBuf),
@@ -40,7 +43,7 @@ enum StoreChoice {
 pub struct OvermindBuilder {
     store: Option<StoreChoice>,
     on_activation: Option<crate::runtime::ActivationHook>,
-    kinds: Vec<(&'static str, &'static str, MakeKind)>,
+    kinds: Vec<(&'static str, &'static str, PrepareKind)>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterConfig>,
 }
@@ -81,9 +84,20 @@ impl OvermindBuilder {
         mut self,
         make: impl Fn(&Overmind) -> A + Send + Sync + 'static,
     ) -> Self {
-        let make_kind: MakeKind = Box::new(move |rt| Arc::new(Kind::<A>::new(rt, Box::new(make))));
+        let prepare: PrepareKind = Box::new(move || {
+            let schema =
+                KindSchema::new(A::KIND, A::STATE_VERSION, A::migrations()).map_err(|e| {
+                    StartError::InvalidSchema {
+                        kind: A::KIND,
+                        reason: e.0,
+                    }
+                })?;
+            let make_kind: MakeKind =
+                Box::new(move |rt| Arc::new(Kind::<A>::new(rt, schema, Box::new(make))));
+            Ok(make_kind)
+        });
         self.kinds
-            .push((A::KIND, std::any::type_name::<A>(), make_kind));
+            .push((A::KIND, std::any::type_name::<A>(), prepare));
         self
     }
 
@@ -108,7 +122,8 @@ impl OvermindBuilder {
     async fn start(self, parent: Option<ActorCell>) -> Result<Overmind, StartError> {
         let tokio = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let mut seen: HashMap<&'static str, &'static str> = HashMap::new();
-        for (kind, type_name, _) in &self.kinds {
+        let mut kinds = Vec::with_capacity(self.kinds.len());
+        for (kind, type_name, prepare) in self.kinds {
             validate_kind(kind)?;
             if let Some(first) = seen.insert(kind, type_name) {
                 return Err(StartError::DuplicateKind {
@@ -117,6 +132,7 @@ impl OvermindBuilder {
                     second: type_name,
                 });
             }
+            kinds.push((kind, prepare()?));
         }
         let (store, owned): (Arc<dyn StateStore>, bool) =
             match self.store.ok_or(StartError::NoStore)? {
@@ -145,10 +161,9 @@ impl OvermindBuilder {
             tokio,
             self.on_activation,
         ));
-        let kinds = self
-            .kinds
+        let kinds = kinds
             .into_iter()
-            .map(|(kind, _, make)| (kind, make(rt.clone())))
+            .map(|(kind, make)| (kind, make(rt.clone())))
             .collect();
         let inner = Arc::new(Inner {
             rt: rt.clone(),

@@ -84,6 +84,17 @@ pub enum Error {
         /// What could not be decoded.
         reason: String,
     },
+    /// The state store failed an operation on a whole kind (listing, an eager migration).
+    #[error("{0}")]
+    Store(#[source] StoreError),
+    /// The actor could not be deleted; its record is as it was.
+    #[error("cannot delete {key}: {cause}")]
+    DeleteFailed {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        cause: ActivationError,
+    },
     /// No reply within the caller's timeout. The message may still be handled and stored.
     #[error("no reply from {key} within {timeout:?}; the message may still be handled")]
     Timeout {
@@ -107,6 +118,10 @@ pub enum ActivationError {
     /// The stored state does not decode as the actor's state type. It is left untouched.
     #[error("its stored state does not decode and was left untouched: {0}")]
     UndecodableState(#[source] CodecError),
+    /// The stored state was written by another schema than this build's, and no migration
+    /// reads it. It is left untouched.
+    #[error("{0}; the record was left untouched")]
+    Schema(#[source] crate::SchemaError),
     /// The actor's own `pre_start` or `post_start` failed.
     #[error("its pre_start failed: {0}")]
     StartFailed(String),
@@ -183,6 +198,14 @@ pub enum StartError {
         first: &'static str,
         /// The second.
         second: &'static str,
+    },
+    /// A kind's `state_version` or migrations are declared wrongly.
+    #[error("actor kind {kind:?} declares its state schema wrongly: {reason}")]
+    InvalidSchema {
+        /// The kind.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
     },
     /// A hand-written `VirtualActor` impl has an invalid kind.
     #[error(transparent)]

@@ -182,6 +182,27 @@ impl<A: VirtualActor> VirtualRef<A> {
             },
         }
     }
+
+    /// Deletes the actor: once the messages sent to it before are handled, its activation
+    /// stops and its stored record is deleted, fenced like a save (an activation that lost
+    /// the actor can no longer write it back). The next message starts a new actor, as for
+    /// an id never seen. Durable when it returns `Ok`; deleting an actor that has no stored
+    /// state is `Ok` too. In a cluster the owner's node does it.
+    pub async fn delete(&self) -> Result<(), Error> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let key = self.key()?.clone();
+        match self.route()? {
+            Route::Local(slot) => slot.delete(done)?,
+            #[cfg(feature = "cluster")]
+            Route::Remote(owner) => {
+                let Target::Routed(r) = &self.target else {
+                    unreachable!("only routed handles route remotely")
+                };
+                crate::cluster::remote::send_delete(&r.kind_rt(), &key, &owner, done);
+            }
+        }
+        outcome.await.unwrap_or(Err(Error::NoReply { key }))
+    }
 }
 
 fn port_with<T>(
@@ -245,6 +266,11 @@ mod routed {
                 Some((_, Cached::Local(slot))) => Route::Local(slot.clone()),
                 None => unreachable!("filled above"),
             }
+        }
+
+        /// The runtime the handle's kind runs on.
+        pub(crate) fn kind_rt(&self) -> Arc<crate::runtime::Runtime> {
+            self.kind.rt.clone()
         }
 
         /// Sends to the owner's node. The outer error hands the message back (it was not

@@ -15,8 +15,8 @@ use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
 
 use futures::FutureExt;
 use overmind_core::{
-    Version,
-    codec::{self, Lease, Record},
+    ActorKey, Version,
+    codec::{self, Lease, Payload},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -32,7 +32,8 @@ pub(crate) struct Host<A: VirtualActor> {
 /// What the lifecycle loaded before spawning the host.
 pub(crate) struct Loaded<S> {
     pub(crate) version: Version,
-    pub(crate) stored: Option<(S, Vec<u8>)>,
+    /// The state and the payload the store holds for it (migrated ones already stored).
+    pub(crate) stored: Option<(S, Payload)>,
     /// In a cluster, the lease this activation took; every record it writes carries it.
     pub(crate) lease: Option<Lease>,
     /// The activation's number (its lease's, in a cluster).
@@ -50,9 +51,17 @@ pub(crate) struct HostState<A: VirtualActor> {
     lease: Option<Lease>,
     activation: u64,
     member: u64,
-    /// The payload the store holds (or, for a new actor, the initial state's encoding):
-    /// a handler that leaves the encoding unchanged writes nothing.
-    saved: Option<Vec<u8>>,
+    /// The state's encoding as the store holds it (or, for a new actor, the initial state's
+    /// encoding): a handler that leaves the encoding unchanged writes nothing...
+    saved: Vec<u8>,
+    /// ...unless the store holds it under an older version (a migration stored at
+    /// activation makes that rare): then the next handled message rewrites it.
+    saved_is_current: bool,
+    /// Where each handled message's state is encoded, reused so a read-only message
+    /// allocates nothing.
+    scratch: Vec<u8>,
+    /// The actor's key, for [`crate::VirtualActorRef::actor_key`] inside its handlers.
+    key: Arc<ActorKey>,
     /// Set when a handler or a save failed, or post_start failed.
     failed: Option<Failure>,
 }
@@ -78,25 +87,20 @@ impl<A: VirtualActor> Host<A> {
     /// Stores the state if its encoding changed since the last save.
     async fn persist(&self, st: &mut HostState<A>) -> Result<(), PersistError> {
         let rt = &self.slot.kind.rt;
-        let payload = codec::encode_state(&st.user)?;
-        if st.saved.as_deref() == Some(payload.as_slice()) {
+        codec::encode_state_into(&st.user, &mut st.scratch)?;
+        if st.saved_is_current && st.scratch == st.saved {
             rt.stats.skipped_writes.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         // A state that encodes but does not decode (serde shapes bincode cannot read back)
         // would be a lost write: refuse it before anyone is told it was stored.
-        codec::decode_state::<State<A>>(&payload)?;
-        let record = Record {
-            kind: A::KIND.to_owned(),
-            lease: st.lease.clone(),
-            payload: Some(payload),
-        };
-        let version = rt
-            .store
-            .save(&self.slot.key, st.version, &record.encode())
-            .await?;
+        codec::decode_state::<State<A>>(&st.scratch)?;
+        let schema = self.slot.kind.schema.current();
+        let record = codec::encode_record(A::KIND, st.lease.as_ref(), Some((schema, &st.scratch)));
+        let version = rt.store.save(&self.slot.key, st.version, &record).await?;
         st.version = version;
-        st.saved = record.payload;
+        std::mem::swap(&mut st.saved, &mut st.scratch);
+        st.saved_is_current = true;
         rt.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -109,7 +113,12 @@ impl<A: VirtualActor> Host<A> {
         let key = &self.slot.key;
         let placement = &self.slot.kind.rt.placement;
         self.slot.gate.open();
-        let ran = AssertUnwindSafe(handler(&mut st.user)).catch_unwind().await;
+        let ran = crate::current::scope(
+            &myself.get_cell(),
+            &st.key,
+            AssertUnwindSafe(handler(&mut st.user)).catch_unwind(),
+        )
+        .await;
         let mut outcome: Outcome = match ran {
             Ok(Ok(())) => self
                 .persist(st)
@@ -158,21 +167,36 @@ impl<A: VirtualActor> Actor for Host<A> {
         myself: ActorRef<Self::Msg>,
         loaded: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let current = self.slot.kind.schema.current();
         let (stored, saved) = match loaded.stored {
             Some((state, payload)) => (Some(state), Some(payload)),
             None => (None, None),
         };
+        let key = Arc::new(self.slot.key.clone());
         let activation = Activation::new(self.slot.key.clone(), stored);
-        let user = self.actor.pre_start(myself, activation).await?;
+        let user = crate::current::scope(
+            &myself.get_cell(),
+            &key,
+            self.actor.pre_start(myself.clone(), activation),
+        )
+        .await?;
         // A new actor's initial state is not written until a handler changes it.
-        let saved = saved.or_else(|| codec::encode_state(&user).ok());
+        let (saved, saved_is_current) = match saved {
+            // A state of the current version whose shape was not recorded (stored before
+            // records had one) keeps its record until its state changes.
+            Some(payload) => (payload.bytes, payload.schema.version == current.version),
+            None => (codec::encode_state(&user).unwrap_or_default(), true),
+        };
         Ok(HostState {
             user,
             version: loaded.version,
             lease: loaded.lease,
             activation: loaded.activation,
             member: loaded.member,
+            scratch: Vec::with_capacity(saved.len()),
             saved,
+            saved_is_current,
+            key,
             failed: None,
         })
     }
@@ -182,9 +206,12 @@ impl<A: VirtualActor> Actor for Host<A> {
         myself: ActorRef<Self::Msg>,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let started = AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user))
-            .catch_unwind()
-            .await;
+        let started = crate::current::scope(
+            &myself.get_cell(),
+            &st.key,
+            AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user)).catch_unwind(),
+        )
+        .await;
         let reason = match started {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -262,9 +289,12 @@ impl<A: VirtualActor> Actor for Host<A> {
             st.member,
             crate::ActivationEventKind::Stopped,
         );
-        let stopped = AssertUnwindSafe(self.actor.post_stop(myself, &mut st.user))
-            .catch_unwind()
-            .await;
+        let stopped = crate::current::scope(
+            &myself.get_cell(),
+            &st.key,
+            AssertUnwindSafe(self.actor.post_stop(myself.clone(), &mut st.user)).catch_unwind(),
+        )
+        .await;
         match stopped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(key = %self.slot.key, error = %e, "post_stop failed"),

@@ -6,6 +6,7 @@ mod actor;
 mod builder;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+mod current;
 mod error;
 mod handle;
 mod host;
@@ -20,9 +21,13 @@ mod supervisor;
 
 pub use actor::{Activation, ActivationEvent, ActivationEventKind, VirtualActor};
 pub use builder::OvermindBuilder;
+pub use current::VirtualActorRef;
 pub use error::{ActivationError, Error, PersistError, SendError, StartError};
 pub use handle::VirtualRef;
 pub use overmind::{ClusterInfo, Overmind, Stats};
+pub use overmind_core::migration::{
+    MAX_REPORTED_FAILURES, MigrationProgress, Migrations, SchemaError,
+};
 #[cfg(feature = "sled")]
 pub use overmind_core::store::SledStore;
 pub use overmind_core::{
@@ -59,7 +64,9 @@ pub mod __private {
 
 /// What a virtual actor's module usually needs.
 pub mod prelude {
-    pub use crate::{Activation, Overmind, VirtualActor, VirtualRef, virtual_actor};
+    pub use crate::{
+        Activation, Overmind, VirtualActor, VirtualActorRef, VirtualRef, virtual_actor,
+    };
     pub use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
     /// With the `cluster` feature every message type derives one of these.
     #[cfg(feature = "cluster")]

@@ -13,7 +13,10 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use overmind_core::codec::{self, Record};
+use overmind_core::{
+    codec::{self, Payload, Record},
+    migration::{Read, SchemaError},
+};
 use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
@@ -22,7 +25,7 @@ use crate::{
     host::{Host, Loaded},
     placement::Decision,
     reply,
-    slot::{AfterStop, Slot},
+    slot::{AfterStop, Queued, Slot},
 };
 
 /// What the lifecycle may do next.
@@ -96,6 +99,35 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
         };
         if !slot.claim(epoch) {
             continue; // retired in a newer epoch while deciding: decide again
+        }
+        if let Some(done) = slot.take_delete() {
+            match delete_record(&slot, epoch).await {
+                Err(
+                    blocked @ (ActivationError::Superseded { .. } | ActivationError::Contended),
+                ) if !rt.is_closing() => {
+                    slot.requeue_delete(done);
+                    slot.unclaim();
+                    let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
+                    let deadline = since + rt.placement.unavailable_after;
+                    if retry_after_blocked(&rt, &blocked, deadline).await {
+                        continue;
+                    }
+                    let waited = rt.placement.unavailable_after;
+                    fail_unavailable(&slot, format!("{blocked} (waited {waited:?})"));
+                    break;
+                }
+                outcome => {
+                    blocked_since = None;
+                    let _ = done.send(outcome.map_err(|cause| Error::DeleteFailed {
+                        key: slot.key.clone(),
+                        cause,
+                    }));
+                    if let AfterStop::Done = slot.stopped() {
+                        break;
+                    }
+                    continue;
+                }
+            }
         }
         match activate(&slot, epoch, member).await {
             Err(blocked @ (ActivationError::Superseded { .. } | ActivationError::Contended))
@@ -193,12 +225,97 @@ fn fail_unavailable<A: VirtualActor>(slot: &Slot<A>, reason: String) {
     fail_queued(slot, Error::Unavailable { key, reason });
 }
 
-fn fail_all<M>(queued: Vec<crate::slot::Queued<M>>, error: Error) {
+fn fail_all<M>(queued: Vec<Queued<M>>, error: Error) {
     for q in queued {
-        if let Some(relay) = &q.relay {
-            reply::fail(relay, error.clone());
+        match q {
+            Queued::Message {
+                relay: Some(relay), ..
+            } => reply::fail(&relay, error.clone()),
+            Queued::Message { relay: None, .. } => {}
+            Queued::Delete(done) => {
+                let _ = done.send(Err(error.clone()));
+            }
         }
     }
+}
+
+/// Deletes the actor's record, fenced like a save: refused while a newer epoch's lease
+/// holds it, and conditional on the version read. No activation runs meanwhile (the
+/// lifecycle is between activations), so nothing can write the state back.
+async fn delete_record<A: VirtualActor>(slot: &Slot<A>, epoch: u64) -> Result<(), ActivationError> {
+    let rt = &slot.kind.rt;
+    let Some(stored) = rt
+        .store
+        .load(&slot.key)
+        .await
+        .map_err(ActivationError::Store)?
+    else {
+        return Ok(());
+    };
+    // A damaged record can still be deleted (an erasure request must be able to): the
+    // conditional delete fences it as well as a readable lease would.
+    let lease_epoch = Record::decode(&stored.bytes)
+        .ok()
+        .and_then(|r| r.lease.map(|l| l.epoch));
+    if let Some(held) = lease_epoch.filter(|held| *held > epoch) {
+        return Err(ActivationError::Superseded { held, ours: epoch });
+    }
+    rt.store
+        .delete(&slot.key, stored.version)
+        .await
+        .map_err(|e| {
+            if e.is_conflict() {
+                ActivationError::Contended
+            } else {
+                ActivationError::Store(e)
+            }
+        })
+}
+
+/// Reads the stored state by the schema that wrote it. A migrated state is encoded in the
+/// current schema, to be stored before the activation serves.
+fn read_state<A: VirtualActor>(
+    slot: &Slot<A>,
+    payload: Option<&Payload>,
+) -> Result<Option<(A::PersistedState, Payload, Fresh)>, ActivationError> {
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    let schema = &slot.kind.schema;
+    let read = schema.read(payload).map_err(|e| match e {
+        // The current type does not read its own version: damage, or a serde shape that
+        // does not round-trip, rather than a schema change.
+        SchemaError::Undecodable { stored, cause, .. }
+            if stored.version == schema.current().version =>
+        {
+            ActivationError::UndecodableState(cause)
+        }
+        e => ActivationError::Schema(e),
+    })?;
+    match read {
+        Read::Current(state) => Ok(Some((state, payload.clone(), Fresh::Stored))),
+        Read::Migrated(state) => {
+            let bytes = codec::encode_state(&state).map_err(|e| {
+                ActivationError::Schema(SchemaError::MigrationFailed {
+                    stored: payload.schema,
+                    reason: format!("the migrated state does not encode: {e}"),
+                })
+            })?;
+            let migrated = Payload {
+                schema: schema.current(),
+                bytes,
+            };
+            Ok(Some((state, migrated, Fresh::Migrated)))
+        }
+    }
+}
+
+/// Whether the state an activation starts from is already in the store as it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Stored,
+    /// Migrated from an older schema: the store still holds the old one.
+    Migrated,
 }
 
 /// Loads the stored state, takes the lease (in a cluster) and spawns the host, for
@@ -224,19 +341,33 @@ async fn activate<A: VirtualActor>(
             ),
         ),
     };
-    let payload = record.as_ref().and_then(|r| r.payload.clone());
-    let stored = match payload {
-        Some(payload) => {
-            let state = codec::decode_state::<A::PersistedState>(&payload)
-                .map_err(ActivationError::UndecodableState)?;
-            Some((state, payload))
+    let stored = read_state(slot, record.as_ref().and_then(|r| r.payload.as_ref()))?;
+    let migrated = stored
+        .as_ref()
+        .is_some_and(|(_, _, f)| *f == Fresh::Migrated);
+    let conflict = |e: overmind_core::StoreError| {
+        if e.is_conflict() {
+            ActivationError::Contended
+        } else {
+            ActivationError::Store(e)
         }
-        None => None,
     };
     // In a cluster, take the lease before serving: the write moves the record's version, so
     // any other activation of this actor can no longer save (fencing), and every save of this
-    // one is conditional on the version it returns.
+    // one is conditional on the version it returns. A migrated state is stored in the same
+    // write; on a single node it is stored on its own, conditional like every save.
     let lease = if rt.placement.is_fixed() {
+        if migrated {
+            let state = stored
+                .as_ref()
+                .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
+            let bytes = codec::encode_record(A::KIND, None, state);
+            version = rt
+                .store
+                .save(&slot.key, version, &bytes)
+                .await
+                .map_err(conflict)?;
+        }
         None
     } else {
         if let Some(held) = record.as_ref().and_then(|r| r.lease.as_ref()) {
@@ -248,24 +379,18 @@ async fn activate<A: VirtualActor>(
             }
         }
         let lease = rt.placement.new_lease(epoch, member);
-        let taken = Record {
-            kind: A::KIND.to_owned(),
-            lease: Some(lease.clone()),
-            payload: stored.as_ref().map(|(_, p)| p.clone()),
-        };
+        let state = stored
+            .as_ref()
+            .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
+        let taken = codec::encode_record(A::KIND, Some(&lease), state);
         version = rt
             .store
-            .save(&slot.key, version, &taken.encode())
+            .save(&slot.key, version, &taken)
             .await
-            .map_err(|e| {
-                if e.is_conflict() {
-                    ActivationError::Contended
-                } else {
-                    ActivationError::Store(e)
-                }
-            })?;
+            .map_err(conflict)?;
         Some(lease)
     };
+    let stored = stored.map(|(state, payload, _)| (state, payload));
     let activation = lease
         .as_ref()
         .map_or_else(|| rt.placement.next_activation(), |l| l.activation);

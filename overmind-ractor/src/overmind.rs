@@ -181,6 +181,58 @@ impl Overmind {
         any.downcast::<Kind<A>>().map_err(|_| not_registered())
     }
 
+    /// Deletes the actor `(A::KIND, id)`; see [`VirtualRef::delete`].
+    pub async fn delete<A: VirtualActor>(&self, id: impl Into<String>) -> Result<(), Error> {
+        self.actor::<A>(id).delete().await
+    }
+
+    /// The ids of kind `A` that have a stored record, in ascending byte order, strictly
+    /// after `after` (from the first when `None`), at most `limit` of them. Page through a
+    /// kind by passing the last id of each page; ids stored or deleted meanwhile may or may
+    /// not be seen, and an id stored for the whole walk is listed exactly once. In a
+    /// cluster, an actor that was activated but never stored a state is listed too (its
+    /// record holds only a lease).
+    pub async fn list<A: VirtualActor>(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        self.kind::<A>()?;
+        self.inner
+            .rt
+            .store
+            .list(A::KIND, after, limit)
+            .await
+            .map_err(Error::Store)
+    }
+
+    /// Migrates every stored state of kind `A` that an older `state_version` wrote, now,
+    /// instead of when each actor is next activated. Resumable: it walks the kind in
+    /// [`Self::list`] order after `after` (pass the `last_id` of an interrupted run), and
+    /// calls `progress` after every page of ids. Each rewrite is conditional on the version
+    /// it read, like every save, and keeps the record's lease; a state that fails to migrate
+    /// is counted in [`crate::MigrationProgress::failures`] and left as it is. A store failure ends
+    /// the run with the error (progress so far was reported).
+    ///
+    /// Run it once every node runs the release that declares the new version: a node still
+    /// on the old release cannot read the new states.
+    pub async fn migrate<A: VirtualActor>(
+        &self,
+        after: Option<String>,
+        mut progress: impl FnMut(&crate::MigrationProgress) + Send,
+    ) -> Result<crate::MigrationProgress, Error> {
+        let kind = self.kind::<A>()?;
+        overmind_core::migration::migrate_kind(
+            &*self.inner.rt.store,
+            A::KIND,
+            &kind.schema,
+            after,
+            &mut progress,
+        )
+        .await
+        .map_err(Error::Store)
+    }
+
     /// How this node sees its cluster (a single node sees itself alone).
     pub fn cluster_info(&self) -> ClusterInfo {
         let placement = &self.inner.rt.placement;

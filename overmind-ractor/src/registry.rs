@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, OnceLock, Weak},
 };
 
-use overmind_core::ActorKey;
+use overmind_core::{ActorKey, migration::KindSchema};
 use parking_lot::Mutex;
 
 use crate::{Overmind, VirtualActor, overmind::Inner, runtime::Runtime, slot::Slot};
@@ -28,6 +28,8 @@ type Shard<A> = Mutex<HashMap<Box<str>, Weak<Slot<A>>>>;
 /// One registered actor type.
 pub(crate) struct Kind<A: VirtualActor> {
     pub(crate) rt: Arc<Runtime>,
+    /// The state's schema and how older ones are read.
+    pub(crate) schema: KindSchema<A::PersistedState>,
     factory: Factory<A>,
     /// Weak: the Overmind owns its kinds. Its supervisor keeps it alive until shutdown.
     overmind: OnceLock<Weak<Inner>>,
@@ -36,9 +38,14 @@ pub(crate) struct Kind<A: VirtualActor> {
 }
 
 impl<A: VirtualActor> Kind<A> {
-    pub(crate) fn new(rt: Arc<Runtime>, factory: Factory<A>) -> Self {
+    pub(crate) fn new(
+        rt: Arc<Runtime>,
+        schema: KindSchema<A::PersistedState>,
+        factory: Factory<A>,
+    ) -> Self {
         Self {
             rt,
+            schema,
             factory,
             overmind: OnceLock::new(),
             hasher: RandomState::new(),

@@ -51,11 +51,20 @@ enum Phase<M> {
     Stopping,
 }
 
-/// A message waiting for an activation, with its call's reply relay if it is a call.
-pub(crate) struct Queued<M> {
-    pub(crate) msg: M,
-    pub(crate) relay: Option<Arc<dyn Settle>>,
+/// What waits for the next activation, in the order it was sent.
+pub(crate) enum Queued<M> {
+    /// A message, with its call's reply relay if it is a call.
+    Message {
+        msg: M,
+        relay: Option<Arc<dyn Settle>>,
+    },
+    /// A request to delete the actor: handled once every message sent before it was, and
+    /// before any message sent after it.
+    Delete(Deletion),
 }
+
+/// Where a delete request's outcome goes.
+pub(crate) type Deletion = tokio::sync::oneshot::Sender<Result<(), Error>>;
 
 struct SlotState<M> {
     phase: Phase<M>,
@@ -114,7 +123,9 @@ impl<A: VirtualActor> Slot<A> {
                 Ok(()) => {}
                 // The activation stopped by itself (its handler called `stop`, say). Its
                 // lifecycle sees it end and serves the queue with a new activation.
-                Err(MessagingErr::SendErr(msg)) => state.pending.push_back(Queued { msg, relay }),
+                Err(MessagingErr::SendErr(msg)) => {
+                    state.pending.push_back(Queued::Message { msg, relay })
+                }
                 Err(other) => {
                     drop(state);
                     tracing::error!(key = %self.key, error = %other, "activation refused a message");
@@ -128,19 +139,73 @@ impl<A: VirtualActor> Slot<A> {
                     }
                 }
             },
-            Phase::Starting | Phase::Stopping => state.pending.push_back(Queued { msg, relay }),
+            Phase::Starting | Phase::Stopping => {
+                state.pending.push_back(Queued::Message { msg, relay })
+            }
             Phase::Idle => {
                 if !rt.try_start_lifecycle() {
                     drop(state);
                     return Err(self.shutting_down(msg));
                 }
                 state.phase = Phase::Starting;
-                state.pending.push_back(Queued { msg, relay });
+                state.pending.push_back(Queued::Message { msg, relay });
                 drop(state);
                 rt.tokio.spawn(lifecycle::run(self.clone()));
             }
         }
         Ok(())
+    }
+
+    /// Queues a delete of the actor behind the messages already sent: a running activation
+    /// drains them and stops, then the lifecycle deletes the record and reports to `done`.
+    pub(crate) fn delete(self: &Arc<Self>, done: Deletion) -> Result<(), Error> {
+        let rt = &self.kind.rt;
+        if rt.is_closing() {
+            return Err(Error::ShuttingDown {
+                key: self.key.clone(),
+            });
+        }
+        let mut state = self.state.lock();
+        state.pending.push_back(Queued::Delete(done));
+        match &state.phase {
+            Phase::Active(actor) => {
+                let actor = actor.clone();
+                state.phase = Phase::Stopping;
+                let _ = actor.drain();
+            }
+            Phase::Starting | Phase::Stopping => {}
+            Phase::Idle => {
+                if !rt.try_start_lifecycle() {
+                    state.pending.pop_back();
+                    return Err(Error::ShuttingDown {
+                        key: self.key.clone(),
+                    });
+                }
+                state.phase = Phase::Starting;
+                drop(state);
+                rt.tokio.spawn(lifecycle::run(self.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The delete request at the head of the queue, if one is due now (no message before it
+    /// is still waiting).
+    pub(crate) fn take_delete(&self) -> Option<Deletion> {
+        let mut state = self.state.lock();
+        if !state.handover.is_empty() || !matches!(state.pending.front(), Some(Queued::Delete(_))) {
+            return None;
+        }
+        match state.pending.pop_front() {
+            Some(Queued::Delete(done)) => Some(done),
+            _ => None,
+        }
+    }
+
+    /// Puts back a delete that could not run yet (the lease of a newer epoch stands in the
+    /// way): it stays first in line.
+    pub(crate) fn requeue_delete(&self, done: Deletion) {
+        self.state.lock().pending.push_front(Queued::Delete(done));
     }
 
     fn shutting_down(&self, message: Msg<A>) -> SendError<Msg<A>> {
@@ -211,13 +276,26 @@ impl<A: VirtualActor> Slot<A> {
             }
         }
         while state.handover.is_empty() {
-            let Some(Queued { msg, relay }) = state.pending.pop_front() else {
-                break;
-            };
-            if let Err(MessagingErr::SendErr(msg)) = actor.cast(msg) {
-                state.pending.push_front(Queued { msg, relay });
-                break;
+            match state.pending.pop_front() {
+                None => break,
+                Some(Queued::Message { msg, relay }) => {
+                    if let Err(MessagingErr::SendErr(msg)) = actor.cast(msg) {
+                        state.pending.push_front(Queued::Message { msg, relay });
+                        break;
+                    }
+                }
+                Some(delete @ Queued::Delete(_)) => {
+                    state.pending.push_front(delete);
+                    break;
+                }
             }
+        }
+        if state.pending.iter().any(|q| matches!(q, Queued::Delete(_))) {
+            // The messages before the delete are in the mailbox: the activation handles them
+            // and stops, and the lifecycle deletes after it. Later messages wait behind.
+            state.phase = Phase::Stopping;
+            let _ = actor.drain();
+            return;
         }
         state.phase = Phase::Active(actor.clone());
     }

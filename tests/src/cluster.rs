@@ -158,6 +158,25 @@ impl Node {
         Self::result(self.request(json!({"op": "get", "id": id})).await)
     }
 
+    /// Deletes the actor, through whichever node owns it.
+    pub async fn delete(&self, id: &str) -> Result<(), String> {
+        Self::result(self.request(json!({"op": "delete", "id": id})).await).map(|_| ())
+    }
+
+    /// The ids with a stored record, from the shared store, in order.
+    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+        let reply = self
+            .request(json!({"op": "list", "after": after, "limit": limit}))
+            .await;
+        match reply["ids"].as_array() {
+            Some(ids) => Ok(ids
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()),
+            None => Err(reply["err"].as_str().unwrap_or("no answer").to_owned()),
+        }
+    }
+
     pub async fn get_within(&self, id: &str, timeout: Duration) -> Result<i64, String> {
         let timeout_ms = timeout.as_millis() as u64;
         Self::result(

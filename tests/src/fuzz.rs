@@ -17,8 +17,9 @@ use std::{
 };
 
 use overmind_core::{
-    codec::{self, Lease, Record},
+    codec::{self, Lease, Payload, Record, SchemaId},
     membership::{Member, ViewRecord, view::Epoch},
+    schema::Fingerprint,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -117,7 +118,13 @@ fn core_targets() -> Vec<Target> {
         Record {
             kind: "account".into(),
             lease: Some(lease.clone()),
-            payload: Some(codec::encode_state(&account(3)).expect("encodes")),
+            payload: Some(Payload {
+                schema: SchemaId {
+                    version: 2,
+                    fingerprint: Fingerprint(0x5eed),
+                },
+                bytes: codec::encode_state(&account(3)).expect("encodes"),
+            }),
         },
         Record {
             kind: "account".into(),
@@ -127,7 +134,10 @@ fn core_targets() -> Vec<Target> {
         Record {
             kind: "account".into(),
             lease: None,
-            payload: Some(vec![1, 2, 3]),
+            payload: Some(Payload {
+                schema: SchemaId::LEGACY,
+                bytes: vec![1, 2, 3],
+            }),
         },
     ];
     let mut record_seeds: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
@@ -182,7 +192,7 @@ fn core_targets() -> Vec<Target> {
                 Ok(Record {
                     payload: Some(p), ..
                 }) => {
-                    let _ = codec::decode_state::<Account>(&p);
+                    let _ = codec::decode_state::<Account>(&p.bytes);
                     true
                 }
                 Ok(_) => true,
@@ -216,10 +226,10 @@ pub fn encode_old_record(record: &Record, format: u16) -> Vec<u8> {
     }
     let payload = match (format, &record.payload) {
         (1, None) => &[][..],
-        (1, Some(p)) => p.as_slice(),
+        (1, Some(p)) => p.bytes.as_slice(),
         (_, p) => {
             out.push(u8::from(p.is_some()));
-            p.as_deref().unwrap_or_default()
+            p.as_ref().map_or(&[][..], |p| &p.bytes)
         }
     };
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());

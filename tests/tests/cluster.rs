@@ -315,7 +315,10 @@ async fn a_lease_from_an_epoch_the_cluster_has_not_reached_is_refused_with_a_cle
             node: "elsewhere".into(),
             activation: 1,
         }),
-        payload: Some(codec::encode_state(&Counter { value: 5 }).unwrap()),
+        payload: Some(codec::Payload {
+            schema: codec::SchemaId::LEGACY,
+            bytes: codec::encode_state(&Counter { value: 5 }).unwrap(),
+        }),
     };
     let version = store
         .save(&key, overmind_core::Version::ABSENT, &planted.encode())
@@ -849,4 +852,49 @@ async fn a_crafted_reply_from_an_actors_owner_is_a_typed_error_and_the_caller_ke
     assert_eq!(a.add(&on_a[0], 1).await, Ok(1));
     assert_eq!(a.get(&on_a[0]).await, Ok(1));
     hostile.leave();
+}
+
+/// A delete goes to the owner: it stops the live activation there after the messages before
+/// it, deletes the record fenced like a save, and the next message starts a new actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_reaches_the_owner_and_the_next_message_starts_a_new_actor() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b, c) = (
+        node(&zk, &pg, "a").await,
+        node(&zk, &pg, "b").await,
+        node(&zk, &pg, "c").await,
+    );
+    for n in [&a, &b, &c] {
+        n.wait_stable(&["a", "b", "c"]).await;
+    }
+    let owners = a.owners("del-", 30).await;
+    // An actor owned by another node than the one asked to delete it, for each node.
+    let mut tried = 0;
+    for (i, owner) in owners.iter().enumerate() {
+        let owner = owner.as_deref().expect("an owner");
+        let (asker, other) = match owner {
+            "a" => (&b, &c),
+            "b" => (&c, &a),
+            _ => (&a, &b),
+        };
+        let id = format!("del-{i}");
+        assert_eq!(asker.add(&id, 5).await, Ok(5));
+        assert_eq!(other.add(&id, 2).await, Ok(7));
+        asker.delete(&id).await.expect("deleted");
+        assert!(
+            !a.list(None, 1000).await.expect("list").contains(&id),
+            "{id} is gone from the store"
+        );
+        // Every node sees a new actor now, starting from the default.
+        assert_eq!(other.get(&id).await, Ok(0), "{id} (owned by {owner})");
+        assert_eq!(asker.add(&id, 1).await, Ok(1), "{id} (owned by {owner})");
+        tried += 1;
+        if tried == 6 {
+            break;
+        }
+    }
+    assert_eq!(tried, 6);
+    // Deleting an id nobody stored is fine.
+    a.delete("never-stored").await.expect("deleted");
 }

@@ -35,7 +35,10 @@ async fn take_over(store: &dyn StateStore, id: &str, balance: i64) {
             node: "the-new-owner".into(),
             activation: 7,
         }),
-        payload: Some(codec::encode_state(&state).expect("encode")),
+        payload: Some(codec::Payload {
+            schema: codec::SchemaId::LEGACY,
+            bytes: codec::encode_state(&state).expect("encode"),
+        }),
     };
     let written = store.save(&key, current.version, &taken.encode()).await;
     written.expect("the new owner's write");
@@ -102,13 +105,14 @@ async fn a_damaged_lease_is_reported_as_damage_and_older_formats_still_read() {
             node: "node-a".into(),
             activation: 1,
         }),
-        payload: Some(
-            codec::encode_state(&Account {
+        payload: Some(codec::Payload {
+            schema: codec::SchemaId::LEGACY,
+            bytes: codec::encode_state(&Account {
                 balance,
                 history: vec![],
             })
             .expect("encode"),
-        ),
+        }),
     };
     let mut damaged = record(5).encode();
     // The lease epoch's lowest byte: magic 4, format 2, kind length 1, "account" 7, tag 1.

@@ -160,7 +160,7 @@ async fn a_reply_waits_until_its_state_is_stored() {
     let stored = store.inner.load(&key).await.unwrap().expect("stored");
     let record = Record::decode_for(&stored.bytes, "account").unwrap();
     assert_eq!(
-        codec::decode_state::<Account>(record.payload.as_deref().expect("a state"))
+        codec::decode_state::<Account>(&record.payload.expect("a state").bytes)
             .unwrap()
             .balance,
         7
@@ -276,7 +276,10 @@ async fn an_unreadable_record_fails_activation_and_is_left_untouched() {
     let not_an_account = Record {
         kind: "account".into(),
         lease: None,
-        payload: Some(codec::encode_state(&"a string, not an Account").unwrap()),
+        payload: Some(codec::Payload {
+            schema: codec::SchemaId::LEGACY,
+            bytes: codec::encode_state(&"a string, not an Account").unwrap(),
+        }),
     };
     store
         .save(&wrong_type, Version::ABSENT, &not_an_account.encode())

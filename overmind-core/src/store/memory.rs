@@ -1,7 +1,10 @@
 //! The in-memory reference store: the contract with nothing in the way. For tests and for
 //! actors whose state may vanish with the process.
 
-use std::collections::HashMap;
+use std::{
+    collections::{BTreeMap, HashMap, btree_map::Entry},
+    ops::Bound,
+};
 
 use parking_lot::Mutex;
 
@@ -16,7 +19,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<ActorKey, Stored>,
+    /// Kind → id → entry, in byte order, so listing a kind is a range. A kind without entries
+    /// has no map.
+    kinds: BTreeMap<&'static str, BTreeMap<Box<str>, Stored>>,
     last_version: u64,
     floors: HashMap<String, u64>,
 }
@@ -29,7 +34,7 @@ impl MemoryStore {
 
     /// How many entries the store holds.
     pub fn len(&self) -> usize {
-        self.inner.lock().entries.len()
+        self.inner.lock().kinds.values().map(BTreeMap::len).sum()
     }
 
     /// Whether the store is empty.
@@ -39,8 +44,21 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn get(&self, key: &ActorKey) -> Option<&Stored> {
+        self.kinds.get(key.kind())?.get(key.id())
+    }
+
+    fn remove(&mut self, key: &ActorKey) {
+        if let Entry::Occupied(mut ids) = self.kinds.entry(key.kind()) {
+            ids.get_mut().remove(key.id());
+            if ids.get().is_empty() {
+                ids.remove();
+            }
+        }
+    }
+
     fn check(&self, key: &ActorKey, expected: Version) -> Result<(), StoreError> {
-        let actual = self.entries.get(key).map_or(Version::ABSENT, |s| s.version);
+        let actual = self.get(key).map_or(Version::ABSENT, |s| s.version);
         if actual == expected {
             Ok(())
         } else {
@@ -59,7 +77,7 @@ impl StateStore for MemoryStore {
     }
 
     fn load<'a>(&'a self, key: &'a ActorKey) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
-        let found = self.inner.lock().entries.get(key).cloned();
+        let found = self.inner.lock().get(key).cloned();
         Box::pin(async move { Ok(found) })
     }
 
@@ -74,8 +92,8 @@ impl StateStore for MemoryStore {
             inner.check(key, expected).map(|()| {
                 inner.last_version += 1;
                 let version = Version(inner.last_version);
-                inner.entries.insert(
-                    key.clone(),
+                inner.kinds.entry(key.kind()).or_default().insert(
+                    key.id().into(),
                     Stored {
                         version,
                         bytes: bytes.to_vec(),
@@ -95,7 +113,7 @@ impl StateStore for MemoryStore {
         let result = {
             let mut inner = self.inner.lock();
             inner.check(key, expected).map(|()| {
-                inner.entries.remove(key);
+                inner.remove(key);
             })
         };
         Box::pin(async move { result })
@@ -122,5 +140,24 @@ impl StateStore for MemoryStore {
             *floor
         };
         Box::pin(async move { Ok(floor) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let ids = match self.inner.lock().kinds.get(kind) {
+            Some(ids) => {
+                let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+                ids.range::<str, _>((lower, Bound::Unbounded))
+                    .take(limit)
+                    .map(|(id, _)| id.to_string())
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Box::pin(async move { Ok(ids) })
     }
 }

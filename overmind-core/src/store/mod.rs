@@ -20,6 +20,15 @@
 //!   raised to (0 for a cluster never seen). The floor never goes down, not even across a
 //!   restart. Cluster membership keeps its high-water mark here, beside the leases it fences
 //!   with, so an epoch is never reused even if ZooKeeper loses its data.
+//! - `list(kind, after, limit)` returns the ids of kind `kind` that have an entry, in ascending
+//!   **byte order** of the id (the order of `str`'s `Ord`, not a database collation), only those
+//!   strictly after `after` (from the first when `None`; `after` need not be an existing id):
+//!   the first `limit` of them, or all if there are fewer, so a short page is the last one.
+//!   Only that kind's ids: never another kind's, even one whose name starts with this one, and
+//!   never a store's own metadata; a string that is not a valid kind lists nothing. A caller
+//!   pages through a kind by passing the last id of one page as `after` of the next. Paging
+//!   takes no snapshot: entries written or deleted meanwhile may or may not be listed, but an
+//!   id that has an entry for the whole paging is listed exactly once.
 //!
 //! The `testkit` module (feature `testkit`) holds the suite every implementation must pass.
 
@@ -222,6 +231,27 @@ pub trait StateStore: Send + Sync + 'static {
             })
         })
     }
+
+    /// The ids of kind `kind` that have an entry, in ascending byte order of the id, strictly
+    /// after `after` (from the first when `None`), at most `limit` of them. A caller pages
+    /// through a kind by passing the last id it got. Entries written or deleted while paging
+    /// may or may not be seen (no snapshot), but an id present for the whole paging is listed
+    /// exactly once. The default says it is unsupported.
+    fn list<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let _ = (kind, after, limit);
+        let store = self.name();
+        Box::pin(async move {
+            Err(StoreError::Unsupported {
+                store,
+                operation: "listing the actors of a kind",
+            })
+        })
+    }
 }
 
 impl<S: StateStore + ?Sized> StateStore for Arc<S> {
@@ -261,5 +291,13 @@ impl<S: StateStore + ?Sized> StateStore for Arc<S> {
         epoch: u64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         (**self).raise_epoch_floor(cluster, epoch)
+    }
+    fn list<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        (**self).list(kind, after, limit)
     }
 }

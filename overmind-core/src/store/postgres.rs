@@ -2,13 +2,22 @@
 //!
 //! ```sql
 //! CREATE TABLE overmind_state (kind TEXT, id TEXT, version BIGINT, data BYTEA, PRIMARY KEY (kind, id));
+//! CREATE INDEX overmind_state_list ON overmind_state (kind, id COLLATE "C");
 //! CREATE SEQUENCE overmind_state_version;
 //! CREATE TABLE overmind_epoch_floor (cluster TEXT PRIMARY KEY, epoch BIGINT);
 //! ```
 //!
 //! The schema is created on connect (under an advisory lock, so nodes starting together do
-//! not race). Versions come from the sequence: unique, never reused, even after a delete.
-//! Every save is one statement conditional on the version, committed before it returns.
+//! not race), and completed if an older version created part of it. Versions come from the
+//! sequence: unique, never reused, even after a delete. Every save is one statement
+//! conditional on the version, committed before it returns.
+//!
+//! Listing a kind compares and orders ids under the `"C"` collation, which is byte order as
+//! the contract requires; the database's default collation (the primary key's) is usually
+//! not (`en_US` puts `"Z"` after `"a"` and `"é"` before `"f"`). `overmind_state_list` is the
+//! index that serves that order, so a page costs its own length, not the kind's size. On a
+//! database whose table predates it, the first start after an upgrade builds it, holding off
+//! writes to the table while it does.
 
 use std::time::Duration;
 
@@ -113,6 +122,8 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await
             .map_err(|e| open_err(chain(&e)))?;
+        let schema_err =
+            |e: tokio_postgres::Error| open_err(format!("creating the schema: {}", chain(&e)));
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS overmind_state (
                  kind TEXT NOT NULL,
@@ -128,7 +139,26 @@ impl PostgresStore {
              );",
         )
         .await
-        .map_err(|e| open_err(format!("creating the schema: {}", chain(&e))))?;
+        .map_err(schema_err)?;
+        // Looked up first: `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on the table (which
+        // holds off every save) even when the index exists, and this runs on every connect.
+        let has_list_index: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = 'overmind_state'::regclass AND c.relname = 'overmind_state_list')",
+                &[],
+            )
+            .await
+            .map_err(schema_err)?
+            .get(0);
+        if !has_list_index {
+            tx.batch_execute(
+                r#"CREATE INDEX IF NOT EXISTS overmind_state_list
+                   ON overmind_state (kind, id COLLATE "C")"#,
+            )
+            .await
+            .map_err(schema_err)?;
+        }
         tx.commit().await.map_err(|e| open_err(chain(&e)))?;
         Ok(Self { pool, location })
     }
@@ -306,6 +336,39 @@ impl StateStore for PostgresStore {
                 .await
                 .map_err(backend)?;
             floor_of(Some(row.get::<_, i64>(0)))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            // PostgreSQL text cannot hold NUL, and neither can a kind or an id: a kind with one
+            // has no entries, and the ids after `p NUL q` are exactly those after `p`.
+            if limit == 0 || kind.contains('\0') {
+                return Ok(Vec::new());
+            }
+            // Every id is non-empty, so all of them are after "".
+            let after = after.map_or("", |a| a.split('\0').next().unwrap_or_default());
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let client = self.pool.get().await.map_err(backend)?;
+            // COLLATE "C": byte order, served by the index `overmind_state_list`.
+            let stmt = client
+                .prepare_cached(
+                    r#"SELECT id FROM overmind_state
+                       WHERE kind = $1 AND id COLLATE "C" > $2
+                       ORDER BY id COLLATE "C" LIMIT $3"#,
+                )
+                .await
+                .map_err(backend)?;
+            let rows = client
+                .query(&stmt, &[&kind, &after, &limit])
+                .await
+                .map_err(backend)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
 }

@@ -6,11 +6,15 @@
 //! sled 0.34.7: concurrent `flush_async` calls deadlock in that release. Its `flush` also
 //! needs an epoch guard held around it; see `flush_pinned`.)
 //!
-//! Each value is the entry's version (8 bytes, big endian) followed by the caller's bytes.
+//! Each key is [`ActorKey::storage_key`] (the kind, a NUL, the id), so a kind's entries are
+//! one range of the tree, in byte order of the id; the tree holds nothing else (epoch floors
+//! have their own). Each value is the entry's version (8 bytes, big endian) followed by the
+//! caller's bytes.
 //! Versions come from sled's `generate_id`, which is monotonic across restarts, so a version
 //! is never reused, not even after a delete.
 
 use std::{
+    ops::Bound,
     path::{Path, PathBuf},
     sync::Arc,
     thread,
@@ -119,6 +123,52 @@ impl SledStore {
                     source: None,
                 }),
         }
+    }
+
+    /// The ids of `kind` after `after`, at most `limit`: a range scan of the keys from
+    /// `kind NUL after` (exclusive) to `kind 0x01` (exclusive), which holds exactly the keys
+    /// `kind NUL …`. Kinds contain no NUL, so a longer kind ("ab" beside "a") sorts after
+    /// `a 0x01` and is never reached.
+    fn list_in(
+        tree: &sled::Tree,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let bound = |separator: u8, id: &str| {
+            let mut key = Vec::with_capacity(kind.len() + 1 + id.len());
+            key.extend_from_slice(kind.as_bytes());
+            key.push(separator);
+            key.extend_from_slice(id.as_bytes());
+            key
+        };
+        let start = match after {
+            Some(after) => Bound::Excluded(bound(0, after)),
+            None => Bound::Included(bound(0, "")),
+        };
+        let end = Bound::Excluded(bound(1, ""));
+        let mut ids = Vec::new();
+        for found in tree.range::<Vec<u8>, _>((start, end)) {
+            let (key, _) = found.map_err(|e| StoreError::backend(NAME, e))?;
+            // Every key in the range starts with `kind NUL`.
+            let id = &key[kind.len() + 1..];
+            let id = std::str::from_utf8(id).map_err(|_| StoreError::Backend {
+                store: NAME,
+                reason: format!(
+                    "a key of kind {kind:?} has an id that is not UTF-8: {:?}",
+                    String::from_utf8_lossy(id)
+                ),
+                source: None,
+            })?;
+            ids.push(id.to_owned());
+            if ids.len() == limit {
+                break;
+            }
+        }
+        Ok(ids)
     }
 
     fn current_version(key: &ActorKey, value: Option<&sled::IVec>) -> Result<Version, StoreError> {
@@ -307,6 +357,16 @@ impl StateStore for SledStore {
             durable.await?;
             Ok(floor)
         })
+    }
+
+    fn list<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let result = self.with_open(|open| Self::list_in(&open.tree, kind, after, limit));
+        Box::pin(async move { result })
     }
 
     fn close(&self) {

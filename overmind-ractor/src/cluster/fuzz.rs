@@ -79,7 +79,8 @@ pub fn replies(payload: &[u8]) -> Vec<Vec<u8>> {
         Reply::Err(WireError::Timeout),
         Reply::Err(WireError::Unavailable(text.clone())),
         Reply::Err(WireError::BadFrame(text.clone())),
-        Reply::Err(WireError::Other(text)),
+        Reply::Err(WireError::Other(text.clone())),
+        Reply::Err(WireError::DeleteFailed(text)),
     ]
     .iter()
     .map(Reply::encode)

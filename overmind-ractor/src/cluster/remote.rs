@@ -22,8 +22,12 @@ use crate::{
     registry::Kind,
     reply::{self, Relay, Settle},
     runtime::Runtime,
-    slot::Queued,
+    slot::{Deletion, Queued, Slot},
 };
+
+/// The variant name of a delete request. No message of a user's type has it: ractor's
+/// variant names are Rust identifiers.
+pub(crate) const DELETE_VARIANT: &str = "\0overmind:delete";
 
 /// Most routers an envelope may pass through before it is refused. Each forward carries a
 /// newer view than the last (see [`route`]), so this bounds how many view changes a message
@@ -275,7 +279,14 @@ pub(crate) fn forward<A: VirtualActor>(
             tracing::warn!(%key, %error, "could not forward a message to the actor's new node");
         }
     }
-    for Queued { msg, relay } in queued {
+    for queued in queued {
+        let (msg, relay) = match queued {
+            Queued::Message { msg, relay } => (msg, relay),
+            Queued::Delete(done) => {
+                send_delete(rt, key, owner, done);
+                continue;
+            }
+        };
         if let Err(error) = send::<A>(rt, key, owner, msg, relay.clone()) {
             match relay {
                 Some(relay) => reply::fail(&relay, error),
@@ -285,6 +296,42 @@ pub(crate) fn forward<A: VirtualActor>(
             }
         }
     }
+}
+
+/// Asks the router of `owner` to delete `key`; `done` gets the outcome.
+pub(crate) fn send_delete(rt: &Runtime, key: &ActorKey, owner: &Member, done: Deletion) {
+    let envelope = Envelope {
+        kind: key.kind().to_owned(),
+        id: key.id().to_owned(),
+        epoch: rt.placement.epoch(),
+        hops: 0,
+        variant: DELETE_VARIANT.to_owned(),
+        args: Vec::new(),
+    };
+    // The reply's bytes (empty) are not needed, but the port must stay open until they
+    // arrive: the outcome reports a closed port as no reply.
+    let (port, answer) = oneshot::channel::<Vec<u8>>();
+    let sent = link(rt, key).and_then(|link| {
+        send_envelope(&link, key, &owner.name, &envelope, Some(port.into()), None)
+    });
+    let outcome = match sent {
+        Ok(Some(outcome)) => outcome,
+        // A call always has an outcome; without one, nothing will answer.
+        Ok(None) => {
+            let _ = done.send(Err(Error::NoReply { key: key.clone() }));
+            return;
+        }
+        Err(error) => {
+            let _ = done.send(Err(error));
+            return;
+        }
+    };
+    let key = key.clone();
+    tokio::spawn(async move {
+        let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
+        drop(answer);
+        let _ = done.send(result);
+    });
 }
 
 /// Whether an envelope stamped `epoch` must wait for this node's view (`here`) to catch up
@@ -423,6 +470,9 @@ fn deliver_now<A: VirtualActor>(
         }
     }
     let slot = kind.slot(key.clone());
+    if envelope.variant == DELETE_VARIANT {
+        return deliver_delete(&slot, reply);
+    }
     let Envelope { variant, args, .. } = envelope;
     match reply {
         None => {
@@ -464,6 +514,19 @@ fn deliver_now<A: VirtualActor>(
             });
         }
     }
+}
+
+/// Deletes the actor here, its owner, and answers when the record is gone.
+fn deliver_delete<A: VirtualActor>(slot: &Arc<Slot<A>>, reply: Option<RpcReplyPort<Vec<u8>>>) {
+    let (done, outcome) = oneshot::channel();
+    if let Err(error) = slot.delete(done) {
+        return respond(reply, Err(error));
+    }
+    let key = slot.key.clone();
+    tokio::spawn(async move {
+        let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
+        respond(reply, result.map(|()| Vec::new()));
+    });
 }
 
 /// Passes an envelope on to `owner`, piping a call's reply back.

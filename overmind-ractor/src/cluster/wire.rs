@@ -48,6 +48,7 @@ pub(crate) enum WireError {
     Unavailable(String),
     BadFrame(String),
     Other(String),
+    DeleteFailed(String),
 }
 
 /// The longest frame a router sends or reads. ractor_cluster drops a link that carries a frame
@@ -144,6 +145,7 @@ impl From<&Error> for WireError {
             Error::Unavailable { reason, .. } => Self::Unavailable(reason.clone()),
             Error::ShuttingDown { .. } => Self::Unavailable("its node is shutting down".into()),
             Error::BadFrame { reason } => Self::BadFrame(reason.clone()),
+            Error::DeleteFailed { cause, .. } => Self::DeleteFailed(cause.to_string()),
             other => Self::Other(other.to_string()),
         }
     }
@@ -180,6 +182,10 @@ impl WireError {
             Self::Other(reason) => Error::Unavailable {
                 key,
                 reason: format!("node {node}: {reason}"),
+            },
+            Self::DeleteFailed(m) => Error::DeleteFailed {
+                key,
+                cause: ActivationError::Remote(m),
             },
         }
     }

@@ -342,6 +342,17 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
                 .call(CounterMsg::Get, timeout)
                 .await,
         ),
+        "delete" => match om.delete::<CounterActor>(id).await {
+            Ok(()) => json!({"ok": 0}),
+            Err(e) => json!({"err": e.to_string()}),
+        },
+        "list" => {
+            let limit = cmd["limit"].as_u64().unwrap_or(1000) as usize;
+            match om.list::<CounterActor>(cmd["after"].as_str(), limit).await {
+                Ok(ids) => json!({"ids": ids}),
+                Err(e) => json!({"err": e.to_string()}),
+            }
+        }
         "cast" => match om.actor::<CounterActor>(id).cast(CounterMsg::Add(n)) {
             Ok(()) => json!({"ok": 0}),
             Err(e) => json!({"err": e.to_string()}),

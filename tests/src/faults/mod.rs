@@ -415,7 +415,11 @@ impl Cluster {
                         Record::decode_for(&stored.bytes, "counter").expect("a readable record");
                     record
                         .payload
-                        .map(|p| codec::decode_state::<Counter>(&p).expect("a counter").value)
+                        .map(|p| {
+                            codec::decode_state::<Counter>(&p.bytes)
+                                .expect("a counter")
+                                .value
+                        })
                         .unwrap_or(0)
                 }
             };

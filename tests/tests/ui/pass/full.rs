@@ -38,6 +38,42 @@ impl Actor for ProfileActor {
     }
 }
 
+// A state in its third version, reading the two before it through a chain of `From`s.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScoreV1(u8);
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScoreV2 {
+    points: u16,
+}
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Score {
+    points: u32,
+}
+impl From<ScoreV1> for ScoreV2 {
+    fn from(v: ScoreV1) -> Self {
+        ScoreV2 { points: v.0.into() }
+    }
+}
+impl From<ScoreV2> for Score {
+    fn from(v: ScoreV2) -> Self {
+        Score { points: v.points.into() }
+    }
+}
+
+#[derive(Default)]
+struct ScoreActor;
+
+#[virtual_actor(kind = "score", state_version = 3, migrate_from(2 = ScoreV2, 1 = ScoreV1), crate = "om")]
+impl Actor for ScoreActor {
+    type Msg = ();
+    type State = Score;
+    async fn handle(&self, _: ActorRef<()>, _: (), _: &mut Score) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+const _: () = assert!(<ScoreActor as VirtualActor>::STATE_VERSION == 3);
+
 #[virtual_actor(kind = "pinned", passivate_after = "never")]
 impl Actor for Pinned {
     type Msg = ();
