@@ -2,30 +2,39 @@
 //!
 //! Activations are not named after their key: ractor's names are one process-wide registry,
 //! and every activation would pay for an entry (two Overminds in one process would even
-//! clash). Instead the host sets a task-local around each call into the user's actor; it
-//! costs a reference-count increment per message.
+//! clash). Instead the host sets a task-local around each call into the user's actor. The
+//! key is moved into the task-local and taken back after the call, so a message costs no
+//! clone and no reference count.
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use overmind_core::ActorKey;
-use ractor::{ActorCell, ActorId, ActorRef};
+use ractor::{ActorId, ActorRef};
 
 struct Current {
     actor: ActorId,
-    key: Arc<ActorKey>,
+    key: ActorKey,
 }
 
 tokio::task_local! {
     static CURRENT: Current;
 }
 
-/// Runs `f` (a call into the user's actor hosted by `cell`) with the actor's key at hand.
-pub(crate) async fn scope<F: Future>(cell: &ActorCell, key: &Arc<ActorKey>, f: F) -> F::Output {
-    let current = Current {
-        actor: cell.get_id(),
-        key: key.clone(),
+/// Runs `f` (a call into the user's actor `actor`) with the actor's key at hand: `key` is
+/// lent to the task-local for the call and put back after it.
+pub(crate) async fn scope<F: Future>(
+    actor: ActorId,
+    key: &mut Option<ActorKey>,
+    f: F,
+) -> F::Output {
+    let Some(lent) = key.take() else {
+        return f.await;
     };
-    CURRENT.scope(current, f).await
+    let scoped = CURRENT.scope(Current { actor, key: lent }, f);
+    tokio::pin!(scoped);
+    let out = scoped.as_mut().await;
+    *key = scoped.as_mut().take_value().map(|c| c.key);
+    out
 }
 
 /// The key of a virtual actor, from its own `ActorRef`.
@@ -63,7 +72,7 @@ impl<M: ractor::Message> VirtualActorRef for ActorRef<M> {
     fn actor_key(&self) -> Option<ActorKey> {
         let id = self.get_id();
         CURRENT
-            .try_with(|c| (c.actor == id).then(|| (*c.key).clone()))
+            .try_with(|c| (c.actor == id).then(|| c.key.clone()))
             .ok()
             .flatten()
     }

@@ -60,8 +60,9 @@ pub(crate) struct HostState<A: VirtualActor> {
     /// Where each handled message's state is encoded, reused so a read-only message
     /// allocates nothing.
     scratch: Vec<u8>,
-    /// The actor's key, for [`crate::VirtualActorRef::actor_key`] inside its handlers.
-    key: Arc<ActorKey>,
+    /// The actor's key, lent to [`crate::VirtualActorRef::actor_key`] during each call into
+    /// the user's actor (`None` only while lent).
+    key: Option<ActorKey>,
     /// Set when a handler or a save failed, or post_start failed.
     failed: Option<Failure>,
 }
@@ -114,8 +115,8 @@ impl<A: VirtualActor> Host<A> {
         let placement = &self.slot.kind.rt.placement;
         self.slot.gate.open();
         let ran = crate::current::scope(
-            &myself.get_cell(),
-            &st.key,
+            myself.get_id(),
+            &mut st.key,
             AssertUnwindSafe(handler(&mut st.user)).catch_unwind(),
         )
         .await;
@@ -172,11 +173,11 @@ impl<A: VirtualActor> Actor for Host<A> {
             Some((state, payload)) => (Some(state), Some(payload)),
             None => (None, None),
         };
-        let key = Arc::new(self.slot.key.clone());
+        let mut key = Some(self.slot.key.clone());
         let activation = Activation::new(self.slot.key.clone(), stored);
         let user = crate::current::scope(
-            &myself.get_cell(),
-            &key,
+            myself.get_id(),
+            &mut key,
             self.actor.pre_start(myself.clone(), activation),
         )
         .await?;
@@ -207,8 +208,8 @@ impl<A: VirtualActor> Actor for Host<A> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = crate::current::scope(
-            &myself.get_cell(),
-            &st.key,
+            myself.get_id(),
+            &mut st.key,
             AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user)).catch_unwind(),
         )
         .await;
@@ -290,8 +291,8 @@ impl<A: VirtualActor> Actor for Host<A> {
             crate::ActivationEventKind::Stopped,
         );
         let stopped = crate::current::scope(
-            &myself.get_cell(),
-            &st.key,
+            myself.get_id(),
+            &mut st.key,
             AssertUnwindSafe(self.actor.post_stop(myself.clone(), &mut st.user)).catch_unwind(),
         )
         .await;
