@@ -117,7 +117,7 @@ pub enum SchemaError {
          Keep the old type as a plain serde struct, raise `state_version` to {next}, and add \
          `migrate_from({version} = OldType)` (see the README, \"Changing a state type\")",
         version = stored.version,
-        next = stored.version + 1
+        next = stored.version.saturating_add(1)
     )]
     UndeclaredChange {
         /// What stored the state.
@@ -170,7 +170,10 @@ pub enum SchemaError {
         kept: Fingerprint,
     },
     /// The state does not decode as the type registered for its version.
-    #[error("its state, stored by {stored}, does not decode as {type_name}: {cause}")]
+    #[error(
+        "its state, stored by {stored}, does not decode as {type_name}: {cause}. The record \
+         is damaged, or the type kept for that version is not the one that stored it"
+    )]
     Undecodable {
         /// What stored the state.
         stored: SchemaId,
@@ -180,7 +183,10 @@ pub enum SchemaError {
         cause: CodecError,
     },
     /// The migration's conversion refused the old state.
-    #[error("migrating its state from {stored} failed: {reason}")]
+    #[error(
+        "migrating its state from {stored} failed: {reason}. Fix the conversion (or the \
+         stored state) and activate the actor again"
+    )]
     MigrationFailed {
         /// What stored the state.
         stored: SchemaId,
@@ -238,7 +244,15 @@ fn fingerprint_of(
     type_name: &str,
     trace: fn() -> Result<schema::Shape, schema::TraceError>,
 ) -> Fingerprint {
-    match trace() {
+    // The trace runs the type's own `Deserialize`, which may panic on the sample values.
+    let traced = std::panic::catch_unwind(trace).unwrap_or_else(|_| {
+        Err(schema::TraceError::Untraceable {
+            type_name: "",
+            site: String::new(),
+            reason: "its Deserialize panicked".into(),
+        })
+    });
+    match traced {
         Ok(shape) => shape.fingerprint(),
         Err(error) => {
             tracing::warn!(
@@ -363,10 +377,15 @@ impl<S: DeserializeOwned + 'static> KindSchema<S> {
         }
     }
 
-    /// Whether a stored state is of an older version than this build's (so an eager
-    /// migration rewrites it).
-    pub fn is_older(&self, stored: SchemaId) -> bool {
+    /// Whether a stored state should be rewritten in the current schema: it is of an older
+    /// version, or of the current one without a recorded shape (stored before records had
+    /// one) while this build knows its shape. Until it is, an undeclared change of the type
+    /// in a later release cannot be caught for it.
+    pub fn is_stale(&self, stored: SchemaId) -> bool {
         stored.version < self.current.version
+            || (stored.version == self.current.version
+                && !stored.fingerprint.is_known()
+                && self.current.fingerprint.is_known())
     }
 }
 
@@ -466,13 +485,19 @@ async fn migrate_one<S: DeserializeOwned + serde::Serialize + 'static>(
             Ok(record) => record,
             Err(e) => return Ok(Outcome::Failed(format!("unreadable record: {e}"))),
         };
-        let Some(payload) = record
-            .payload
-            .as_ref()
-            .filter(|p| schema.is_older(p.schema))
-        else {
-            return Ok(Outcome::Current);
+        let Some(payload) = record.payload.as_ref() else {
+            return Ok(Outcome::Current); // a lease only: no state to migrate
         };
+        if payload.schema.version > schema.current().version {
+            return Ok(Outcome::Failed(format!(
+                "stored by {}, newer than this build's {}",
+                payload.schema,
+                schema.current()
+            )));
+        }
+        if !schema.is_stale(payload.schema) {
+            return Ok(Outcome::Current);
+        }
         let state = match schema.read(payload) {
             Ok(Read::Migrated(state) | Read::Current(state)) => state,
             Err(e) => return Ok(Outcome::Failed(e.to_string())),

@@ -25,9 +25,10 @@ pub trait VirtualActor:
     const PASSIVATE_AFTER: Option<Duration> = Some(Duration::from_secs(600));
 
     /// The version of the state type (`state_version`; default 1). Raise it whenever
-    /// `PersistedState` changes in any way, and add a migration from the old version: every
-    /// stored state says which version wrote it, and a state is only read as that version's
-    /// type.
+    /// `PersistedState`'s serde shape changes (a field or variant added, removed, renamed,
+    /// retyped or moved; not a renamed Rust type or a `#[serde(skip)]` field), and add a
+    /// migration from the old version: every stored state says which version wrote it, and
+    /// a state is only read as that version's type.
     const STATE_VERSION: u32 = 1;
 
     /// How states stored by older versions are read (`migrate_from` or `migrations`;

@@ -37,6 +37,11 @@ pub(crate) async fn scope<F: Future>(
     out
 }
 
+/// Whether this task is running a handler of the actor `key`.
+pub(crate) fn in_handler_of(key: &ActorKey) -> bool {
+    CURRENT.try_with(|c| c.key == *key).unwrap_or(false)
+}
+
 /// The key of a virtual actor, from its own `ActorRef`.
 ///
 /// ```

@@ -87,6 +87,15 @@ pub enum Error {
     /// The state store failed an operation on a whole kind (listing, an eager migration).
     #[error("{0}")]
     Store(#[source] StoreError),
+    /// An actor's handler asked to delete the actor itself and wait: the delete waits for
+    /// that handler to finish, so it would wait for ever. Nothing was deleted.
+    #[error(
+        "{key} cannot delete itself and wait from its own handler: the delete runs after the handler returns. Spawn it on another task (`tokio::spawn`) instead"
+    )]
+    DeleteFromOwnHandler {
+        /// The actor.
+        key: ActorKey,
+    },
     /// The actor could not be deleted; its record is as it was.
     #[error("cannot delete {key}: {cause}")]
     DeleteFailed {

@@ -187,10 +187,21 @@ impl<A: VirtualActor> VirtualRef<A> {
     /// stops and its stored record is deleted, fenced like a save (an activation that lost
     /// the actor can no longer write it back). The next message starts a new actor, as for
     /// an id never seen. Durable when it returns `Ok`; deleting an actor that has no stored
-    /// state is `Ok` too. In a cluster the owner's node does it.
+    /// state is `Ok` too.
+    ///
+    /// On one node it waits as long as the messages before it take (no timeout). In a
+    /// cluster the owner's node does it, and the wait is bounded by the cluster's
+    /// `remote_timeout`: [`Error::Timeout`] then means the delete may still happen.
+    /// Messages sent from this node before it are handled first; across a view change, a
+    /// message still on its way between nodes may arrive after it. From the actor's own
+    /// handler it fails with [`Error::DeleteFromOwnHandler`]: spawn it on another task.
+    /// After `shutdown` began it fails with [`Error::ShuttingDown`].
     pub async fn delete(&self) -> Result<(), Error> {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let key = self.key()?.clone();
+        if crate::current::in_handler_of(&key) {
+            return Err(Error::DeleteFromOwnHandler { key });
+        }
         match self.route()? {
             Route::Local(slot) => slot.delete(done)?,
             #[cfg(feature = "cluster")]

@@ -183,8 +183,8 @@ impl<A: VirtualActor> Actor for Host<A> {
         .await?;
         // A new actor's initial state is not written until a handler changes it.
         let (saved, saved_is_current) = match saved {
-            // A state of the current version whose shape was not recorded (stored before
-            // records had one) keeps its record until its state changes.
+            // The activation stored a migrated or stamped state before it started, so this
+            // is the current schema but for a kind whose shape cannot be traced.
             Some(payload) => (payload.bytes, payload.schema.version == current.version),
             None => (codec::encode_state(&user).unwrap_or_default(), true),
         };

@@ -152,7 +152,12 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     cause,
                 };
-                fail_queued(&slot, error);
+                let (handed_over, queued, delete_next) = slot.give_up_until_delete();
+                fail_all(queued, error);
+                drop(handed_over);
+                if delete_next {
+                    continue; // the delete waiting behind them still runs
+                }
                 break;
             }
             Ok((actor, join, activation)) => {
@@ -273,7 +278,8 @@ async fn delete_record<A: VirtualActor>(slot: &Slot<A>, epoch: u64) -> Result<()
 }
 
 /// Reads the stored state by the schema that wrote it. A migrated state is encoded in the
-/// current schema, to be stored before the activation serves.
+/// current schema, and a state stored without a shape is stamped with it, to be stored
+/// before the activation serves.
 fn read_state<A: VirtualActor>(
     slot: &Slot<A>,
     payload: Option<&Payload>,
@@ -293,6 +299,15 @@ fn read_state<A: VirtualActor>(
         e => ActivationError::Schema(e),
     })?;
     match read {
+        // Stored before records had a shape: stamp it with this build's, so a later
+        // undeclared change of the type is caught for this actor too.
+        Read::Current(state) if schema.is_stale(payload.schema) => {
+            let stamped = Payload {
+                schema: schema.current(),
+                bytes: payload.bytes.clone(),
+            };
+            Ok(Some((state, stamped, Fresh::Rewrite)))
+        }
         Read::Current(state) => Ok(Some((state, payload.clone(), Fresh::Stored))),
         Read::Migrated(state) => {
             let bytes = codec::encode_state(&state).map_err(|e| {
@@ -305,7 +320,7 @@ fn read_state<A: VirtualActor>(
                 schema: schema.current(),
                 bytes,
             };
-            Ok(Some((state, migrated, Fresh::Migrated)))
+            Ok(Some((state, migrated, Fresh::Rewrite)))
         }
     }
 }
@@ -314,8 +329,9 @@ fn read_state<A: VirtualActor>(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fresh {
     Stored,
-    /// Migrated from an older schema: the store still holds the old one.
-    Migrated,
+    /// Migrated from an older schema, or stamped with the current shape: the store still
+    /// holds the old record, and the activation stores the new one before it serves.
+    Rewrite,
 }
 
 /// Loads the stored state, takes the lease (in a cluster) and spawns the host, for
@@ -342,9 +358,9 @@ async fn activate<A: VirtualActor>(
         ),
     };
     let stored = read_state(slot, record.as_ref().and_then(|r| r.payload.as_ref()))?;
-    let migrated = stored
+    let rewrite = stored
         .as_ref()
-        .is_some_and(|(_, _, f)| *f == Fresh::Migrated);
+        .is_some_and(|(_, _, f)| *f == Fresh::Rewrite);
     let conflict = |e: overmind_core::StoreError| {
         if e.is_conflict() {
             ActivationError::Contended
@@ -357,7 +373,7 @@ async fn activate<A: VirtualActor>(
     // one is conditional on the version it returns. A migrated state is stored in the same
     // write; on a single node it is stored on its own, conditional like every save.
     let lease = if rt.placement.is_fixed() {
-        if migrated {
+        if rewrite {
             let state = stored
                 .as_ref()
                 .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));

@@ -362,6 +362,34 @@ impl<A: VirtualActor> Slot<A> {
         taken
     }
 
+    /// The activation failed: returns what waited before the first delete request
+    /// (handed-over messages first), to be failed, and whether a delete is next. If one is,
+    /// the lifecycle runs it (a damaged record can still be deleted); if not, the slot goes
+    /// idle.
+    #[allow(clippy::type_complexity)] // reason: the two queues, as `give_up` returns them
+    pub(crate) fn give_up_until_delete(&self) -> (Vec<Msg<A>>, Vec<Queued<Msg<A>>>, bool) {
+        let taken = {
+            let mut state = self.state.lock();
+            let handed_over = state.handover.drain(..).collect();
+            let mut before = Vec::new();
+            while let Some(queued) = state.pending.pop_front() {
+                if let Queued::Delete(_) = queued {
+                    state.pending.push_front(queued);
+                    break;
+                }
+                before.push(queued);
+            }
+            let delete_next = !state.pending.is_empty();
+            state.host_epoch = None;
+            if !delete_next {
+                state.phase = Phase::Idle;
+            }
+            (handed_over, before, delete_next)
+        };
+        self.host_changed.notify_waiters();
+        taken
+    }
+
     /// Withdraws a claim whose activation did not start; the lifecycle decides again, with
     /// the queue as it is.
     pub(crate) fn unclaim(&self) {

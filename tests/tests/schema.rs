@@ -597,11 +597,11 @@ fn format_3_record(kind: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn states_stored_before_schemas_read_as_version_1_and_migrate() {
+async fn states_stored_before_schemas_read_as_version_1_and_get_their_shape() {
     use add_field::*;
     let store = Arc::new(MemoryStore::new());
     let payload = codec::encode_state(&ProfileV1 { name: "Old".into() }).unwrap();
-    for id in ["legacy-1", "legacy-2"] {
+    for id in ["legacy-1", "legacy-2", "legacy-3"] {
         let key = ActorKey::new("add_field", id).unwrap();
         let record = format_3_record("add_field", &payload);
         store
@@ -609,21 +609,34 @@ async fn states_stored_before_schemas_read_as_version_1_and_migrate() {
             .await
             .unwrap();
     }
-    // Version 1 reads it as it is; it gets its schema with the next change of its state.
+    assert_eq!(
+        stored_schema(&store, "add_field", "legacy-1").await,
+        SchemaId::LEGACY
+    );
+    // Version 1 reads it as it is, and stamps it with its shape before serving: from now on
+    // an undeclared change of the type is caught for it too.
     assert_eq!(
         read::<Old>(&store, "legacy-1").await.unwrap(),
         ProfileV1 { name: "Old".into() }
     );
+    let stamped = Record::decode(&stored_bytes(&store, "add_field", "legacy-1").await)
+        .unwrap()
+        .payload
+        .unwrap();
+    assert_eq!(stamped.schema.version, 1);
     assert_eq!(
-        stored_schema(&store, "add_field", "legacy-1").await,
-        SchemaId::LEGACY,
-        "a read-only message leaves the record as it is"
+        stamped.schema.fingerprint,
+        overmind_core::schema::trace::<ProfileV1>()
+            .unwrap()
+            .fingerprint()
     );
-    write::<Old>(&store, "legacy-1", ProfileV1 { name: "New".into() }).await;
-    let schema = stored_schema(&store, "add_field", "legacy-1").await;
-    assert_eq!(schema.version, 1);
-    assert!(schema.fingerprint.is_known(), "rewritten with its shape");
-    // Version 2 migrates it like any version-1 state.
+    assert_eq!(stamped.bytes, payload, "the state itself is unchanged");
+    // An eager run stamps the others.
+    let om = start::<Old>(&store).await;
+    let run = om.migrate::<Old>(None, |_| {}).await.unwrap();
+    assert_eq!((run.scanned, run.migrated, run.current), (3, 2, 1));
+    om.shutdown().await.unwrap();
+    // Version 2 migrates them like any version-1 state.
     assert_eq!(
         read::<New>(&store, "legacy-2").await.unwrap(),
         Profile {
@@ -936,4 +949,102 @@ async fn records_carry_the_state_types_shape() {
             fingerprint: traced
         }
     );
+}
+
+// --- Deleting from the actor itself, and a damaged record --------------------------------------
+
+struct SelfDeleting {
+    om: Overmind,
+}
+
+enum SelfMsg {
+    Bump,
+    /// Deletes itself and waits: refused.
+    DeleteAndWait(RpcReplyPort<String>),
+    /// Deletes itself from a spawned task: runs once the handler returned.
+    DeleteLater(RpcReplyPort<()>),
+    Count(RpcReplyPort<u32>),
+}
+
+#[virtual_actor(kind = "self_deleting")]
+impl Actor for SelfDeleting {
+    type Msg = SelfMsg;
+    type State = u32;
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SelfMsg>,
+        msg: SelfMsg,
+        count: &mut u32,
+    ) -> Result<(), ActorProcessingErr> {
+        let id = myself.actor_key().expect("its own handler").id().to_owned();
+        match msg {
+            SelfMsg::Bump => *count += 1,
+            SelfMsg::DeleteAndWait(reply) => {
+                let outcome = self.om.delete::<SelfDeleting>(id).await;
+                let _ = reply.send(format!("{outcome:?}"));
+            }
+            SelfMsg::DeleteLater(reply) => {
+                let om = self.om.clone();
+                tokio::spawn(async move {
+                    om.delete::<SelfDeleting>(id).await.expect("deleted");
+                    let _ = reply.send(());
+                });
+            }
+            SelfMsg::Count(reply) => {
+                let _ = reply.send(*count);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_deletes_itself_from_a_spawned_task_not_from_its_handler() {
+    let om = Overmind::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .register_with(|om| SelfDeleting { om: om.clone() })
+        .spawn()
+        .await
+        .unwrap();
+    let me = om.actor::<SelfDeleting>("s1");
+    me.cast(SelfMsg::Bump).unwrap();
+    let refused = me.call(SelfMsg::DeleteAndWait, None).await.unwrap();
+    assert!(refused.contains("DeleteFromOwnHandler"), "{refused}");
+    assert_eq!(
+        me.call(SelfMsg::Count, None).await.unwrap(),
+        1,
+        "not deleted"
+    );
+    me.call(SelfMsg::DeleteLater, None).await.unwrap();
+    assert_eq!(
+        me.call(SelfMsg::Count, None).await.unwrap(),
+        0,
+        "a new actor"
+    );
+    om.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_can_be_deleted_even_behind_messages() {
+    use deleting::*;
+    let store = Arc::new(MemoryStore::new());
+    let key = ActorKey::new("tally", "broken").unwrap();
+    store
+        .save(&key, overmind_core::Version::ABSENT, b"not a record")
+        .await
+        .unwrap();
+    let om = start::<Tallies>(&store).await;
+    let t = om.actor::<Tallies>("broken");
+    let call = t.call(Msg::Get, None);
+    let delete = t.delete();
+    let (got, deleted) = tokio::join!(call, delete);
+    assert!(
+        matches!(got, Err(Error::ActivationFailed { .. })),
+        "{got:?}"
+    );
+    deleted.expect("the delete behind the failed message still runs");
+    assert!(store.load(&key).await.unwrap().is_none());
+    assert_eq!(t.call(Msg::Get, None).await.unwrap(), Tally::default());
+    om.shutdown().await.unwrap();
 }

@@ -259,7 +259,7 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
         st.set_element_names(fields);
         let mut elements = Vec::new();
         let result = visitor.visit_seq(SeqTracer::fields(st, &mut elements, fields.len()));
-        let payload = Payload::Struct(fields.iter().copied().zip(elements).collect());
+        let payload = Payload::Struct(named(fields, elements));
         st.close(result.is_ok(), Some(payload));
         result
     }
@@ -466,9 +466,19 @@ impl<'de> VariantAccess<'de> for VariantTracer<'_> {
         st.set_element_names(fields);
         let mut elements = Vec::new();
         let result = visitor.visit_seq(SeqTracer::fields(st, &mut elements, fields.len()));
-        st.set_payload(Payload::Struct(
-            fields.iter().copied().zip(elements).collect(),
-        ));
+        st.set_payload(Payload::Struct(named(fields, elements)));
         result
+    }
+}
+
+/// Pairs a struct's fields with their names. serde lists a field's aliases among the names
+/// (sorted together with its own name), so with aliases there are more names than fields
+/// and no telling which is whose: such a struct is described by its fields' shapes alone,
+/// each named `?`.
+fn named(fields: &'static [&'static str], elements: Vec<Node>) -> Vec<(&'static str, Node)> {
+    if fields.len() == elements.len() {
+        fields.iter().copied().zip(elements).collect()
+    } else {
+        elements.into_iter().map(|node| ("?", node)).collect()
     }
 }

@@ -860,3 +860,47 @@ fn a_shape_that_depends_on_values_is_inconsistent() {
         "{result:?}"
     );
 }
+
+mod aliases {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Plain {
+        name: String,
+        age: u32,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Aliased {
+        #[serde(alias = "full_name")]
+        name: String,
+        age: u32,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct AliasedRetyped {
+        #[serde(alias = "full_name")]
+        name: String,
+        age: u64,
+    }
+
+    /// serde lists aliases among a struct's field names; they must not shift the names onto
+    /// the wrong fields (or drop the last ones).
+    #[test]
+    fn a_struct_with_aliases_is_described_by_its_fields_shapes() {
+        let aliased = trace::<Aliased>().expect("traces");
+        assert_eq!(aliased.description(), "struct{\"?\":str,\"?\":u32}");
+        assert_ne!(
+            aliased.fingerprint(),
+            trace::<Plain>().expect("traces").fingerprint()
+        );
+        assert_ne!(
+            aliased.fingerprint(),
+            trace::<AliasedRetyped>().expect("traces").fingerprint(),
+            "a changed type is still caught"
+        );
+    }
+}

@@ -523,7 +523,10 @@ fn deliver_delete<A: VirtualActor>(slot: &Arc<Slot<A>>, reply: Option<RpcReplyPo
         return respond(reply, Err(error));
     }
     let key = slot.key.clone();
+    // Counted like a call, so a leaving node keeps its links until the delete answered.
+    let in_flight = slot.kind.rt.cluster.get().map(|link| link.call_in_flight());
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
         respond(reply, result.map(|()| Vec::new()));
     });
