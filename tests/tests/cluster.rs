@@ -898,3 +898,72 @@ async fn a_delete_reaches_the_owner_and_the_next_message_starts_a_new_actor() {
     // Deleting an id nobody stored is fine.
     a.delete("never-stored").await.expect("deleted");
 }
+
+/// Planned moves fail no call: while every node keeps calling actors in a closed loop, a
+/// fourth node joins and then leaves with `shutdown`, twice. Counts the failed calls (there
+/// must be none) and the worst call latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_graceful_leaves_under_load_fail_no_call() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b, c) = three(&zk, &pg).await;
+    // 2,000 actors in 10 groups of 200.
+    for g in 0..10 {
+        let (_, errors) = a.touch(&format!("load{g}-"), 200, 1).await;
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let (a, b, c) = (Arc::new(a), Arc::new(b), Arc::new(c));
+    let running = Arc::new(AtomicBool::new(true));
+    let mut loops = Vec::new();
+    for n in [a.clone(), b.clone(), c.clone()] {
+        let running = running.clone();
+        loops.push(tokio::spawn(async move {
+            let (mut calls, mut failed) = (0usize, Vec::new());
+            let mut worst = Duration::ZERO;
+            let mut round = 0usize;
+            while running.load(Ordering::SeqCst) {
+                // A group of 200 actors, 64 calls at a time.
+                let t0 = Instant::now();
+                let group = format!("load{}-", round % 10);
+                let (values, errors) = n.touch(&group, 200, 1).await;
+                worst = worst.max(t0.elapsed());
+                calls += values.len();
+                failed.extend(errors);
+                round += 1;
+            }
+            (calls, failed, worst, round)
+        }));
+    }
+    for _ in 0..3 {
+        let mut d = node(&zk, &pg, "d").await;
+        for n in [&*a, &*b, &*c, &d] {
+            n.wait_stable(&["a", "b", "c", "d"]).await;
+        }
+        assert!(d.shutdown().await, "d leaves cleanly");
+        for n in [&*a, &*b, &*c] {
+            n.wait_stable(&["a", "b", "c"]).await;
+        }
+    }
+    running.store(false, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for l in loops {
+        let (calls, failed, worst, rounds) = l.await.expect("load loop");
+        println!(
+            "{calls} calls in {rounds} rounds, {} failed, worst round {worst:?}",
+            failed.len()
+        );
+        assert!(
+            rounds >= 3,
+            "the load ran through the moves: {rounds} rounds"
+        );
+        failures.extend(failed);
+    }
+    assert!(
+        failures.is_empty(),
+        "failed calls during planned moves: {failures:?}"
+    );
+}

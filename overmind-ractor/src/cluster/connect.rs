@@ -39,11 +39,20 @@ pub(crate) async fn start_server(
     Ok(server)
 }
 
-/// What the node server tells us about links.
+/// What the node server (and our own dials) tell us about links.
 #[derive(Debug)]
 enum LinkEvent {
-    Ready { node: String, session: ActorId },
-    Closed { session: ActorId },
+    Ready {
+        node: String,
+        session: ActorId,
+    },
+    Closed {
+        session: ActorId,
+    },
+    /// A dial failed before a session began (no connection, a TLS error).
+    DialFailed {
+        node: String,
+    },
 }
 
 struct Events(mpsc::UnboundedSender<LinkEvent>);
@@ -95,6 +104,34 @@ struct Peer {
     addr: String,
     next_attempt: Instant,
     backoff: Duration,
+    /// Since when a dial is under way: its session is handshaking. No second dial starts
+    /// meanwhile, since ractor_cluster closes one of two sessions to a peer and fails what
+    /// was sent on it.
+    dialing_since: Option<Instant>,
+}
+
+/// How long a dial may stay in its handshake before another is tried (ractor_cluster has no
+/// handshake timeout of its own; a handshake on a loaded machine takes tens of ms).
+const DIAL_PATIENCE: Duration = Duration::from_secs(3);
+
+impl Peer {
+    /// Whether to dial this peer now: it has no ready link, its back-off has passed, and no
+    /// dial of ours is still handshaking (or the last one has taken too long).
+    fn due(&self, linked: bool, now: Instant) -> bool {
+        !linked
+            && self.next_attempt <= now
+            && self
+                .dialing_since
+                .is_none_or(|since| now >= since + DIAL_PATIENCE)
+    }
+
+    /// When this peer may next be due.
+    fn wake_at(&self) -> Instant {
+        match self.dialing_since {
+            Some(since) => self.next_attempt.max(since + DIAL_PATIENCE),
+            None => self.next_attempt,
+        }
+    }
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -117,6 +154,7 @@ fn first_attempt(me: &str, peer: &str) -> Instant {
 /// Keeps a link open to every other member of the view until `link.stop` is set.
 pub(crate) async fn maintain(link: Arc<ClusterLink>) {
     let (tx, mut events) = mpsc::unbounded_channel();
+    let failed = tx.clone();
     let _ = link.node_server.cast(NodeServerMessage::SubscribeToEvents {
         id: "overmind-links".into(),
         subscription: Box::new(Events(tx)),
@@ -133,16 +171,22 @@ pub(crate) async fn maintain(link: Arc<ClusterLink>) {
             linked.get(node).is_some_and(|s| !s.is_empty())
         };
         for (node, peer) in peers.iter_mut() {
-            if !is_linked(node, &linked) && peer.next_attempt <= now {
+            if peer.due(is_linked(node, &linked), now) {
                 peer.next_attempt = now + peer.backoff;
                 peer.backoff = (peer.backoff * 2).min(MAX_BACKOFF);
-                tokio::spawn(dial(link.clone(), node.clone(), peer.addr.clone()));
+                peer.dialing_since = Some(now);
+                tokio::spawn(dial(
+                    link.clone(),
+                    node.clone(),
+                    peer.addr.clone(),
+                    failed.clone(),
+                ));
             }
         }
         let wake = peers
             .iter()
             .filter(|(node, _)| !is_linked(node, &linked))
-            .map(|(_, p)| p.next_attempt)
+            .map(|(_, p)| p.wake_at())
             .min()
             .unwrap_or(now + Duration::from_secs(1));
         tokio::select! {
@@ -153,8 +197,14 @@ pub(crate) async fn maintain(link: Arc<ClusterLink>) {
                     tracing::debug!(peer = %node, "link ready");
                     if let Some(peer) = peers.get_mut(&node) {
                         peer.backoff = FIRST_BACKOFF;
+                        peer.dialing_since = None;
                     }
                     linked.entry(node).or_default().insert(session);
+                }
+                LinkEvent::DialFailed { node } => {
+                    if let Some(peer) = peers.get_mut(&node) {
+                        peer.dialing_since = None;
+                    }
                 }
                 LinkEvent::Closed { session } => {
                     for (name, sessions) in linked.iter_mut() {
@@ -163,6 +213,7 @@ pub(crate) async fn maintain(link: Arc<ClusterLink>) {
                             if let Some(peer) = peers.get_mut(name) {
                                 peer.next_attempt =
                                     first_attempt(&link.config.node, name).max(Instant::now() + peer.backoff);
+                                peer.dialing_since = None;
                             }
                         }
                     }
@@ -190,18 +241,62 @@ fn update_peers(peers: &mut HashMap<String, Peer>, view: &Option<NodeView>, me: 
             addr: addr.to_owned(),
             next_attempt: first_attempt(me, name),
             backoff: FIRST_BACKOFF,
+            dialing_since: None,
         });
         if peer.addr != addr {
             // Restarted elsewhere: dial the new address.
             peer.addr = addr.to_owned();
             peer.next_attempt = first_attempt(me, name);
             peer.backoff = FIRST_BACKOFF;
+            peer.dialing_since = None;
         }
     }
 }
 
-async fn dial(link: Arc<ClusterLink>, node: String, addr: String) {
+async fn dial(
+    link: Arc<ClusterLink>,
+    node: String,
+    addr: String,
+    failed: mpsc::UnboundedSender<LinkEvent>,
+) {
     if let Err(error) = super::transport::dial(&link.config, &link.node_server, &addr).await {
         tracing::debug!(peer = %node, %addr, %error, "cannot link to peer yet");
+        let _ = failed.send(LinkEvent::DialFailed { node });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(next_attempt: Instant, dialing_since: Option<Instant>) -> Peer {
+        Peer {
+            addr: "127.0.0.1:1".into(),
+            next_attempt,
+            backoff: FIRST_BACKOFF,
+            dialing_since,
+        }
+    }
+
+    /// Issue 10: a second dial 50 ms into a slow handshake made ractor_cluster close one of
+    /// the two sessions, failing the calls sent on it. A handshaking dial holds off the next
+    /// one until it is ready, fails, or takes longer than `DIAL_PATIENCE`.
+    #[tokio::test(start_paused = true)]
+    async fn no_second_dial_while_one_handshakes() {
+        let start = Instant::now();
+        let backoff_passed = start + FIRST_BACKOFF;
+        let dialing = peer(backoff_passed, Some(start));
+        assert!(!dialing.due(false, backoff_passed));
+        assert!(!dialing.due(false, start + DIAL_PATIENCE - Duration::from_millis(1)));
+        assert!(
+            dialing.due(false, start + DIAL_PATIENCE),
+            "a hung handshake is retried"
+        );
+        assert_eq!(dialing.wake_at(), start + DIAL_PATIENCE);
+        // Not dialing: the back-off alone decides; a linked peer is never dialed.
+        let idle = peer(backoff_passed, None);
+        assert!(!idle.due(false, start));
+        assert!(idle.due(false, backoff_passed));
+        assert!(!idle.due(true, backoff_passed));
     }
 }
