@@ -900,8 +900,9 @@ async fn a_delete_reaches_the_owner_and_the_next_message_starts_a_new_actor() {
 }
 
 /// Planned moves fail no call: while every node keeps calling actors in a closed loop, a
-/// fourth node joins and then leaves with `shutdown`, twice. Counts the failed calls (there
-/// must be none) and the worst call latency.
+/// fourth node joins and then leaves with `shutdown`, three times. Counts the failed calls
+/// (there must be none) and prints the slowest round. `OVERMIND_MOVE_GROUP` sets the actors
+/// per group (default 200; 10 groups) for a longer run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_and_graceful_leaves_under_load_fail_no_call() {
     use std::sync::{
@@ -911,29 +912,47 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
     let zk = ZooKeeper::start();
     let pg = Postgres::start();
     let (a, b, c) = three(&zk, &pg).await;
-    // 2,000 actors in 10 groups of 200.
+    // 2,000 actors in 10 groups of 200, by default.
+    let group_size: usize = std::env::var("OVERMIND_MOVE_GROUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     for g in 0..10 {
-        let (_, errors) = a.touch(&format!("load{g}-"), 200, 1).await;
+        let (_, errors) = a.touch(&format!("load{g}-"), group_size, 1).await;
         assert!(errors.is_empty(), "{errors:?}");
     }
     let (a, b, c) = (Arc::new(a), Arc::new(b), Arc::new(c));
     let running = Arc::new(AtomicBool::new(true));
+    // Rounds finished by all loops: each step waits for the load to go on through it.
+    let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load_goes_on = || {
+        let finished = finished.clone();
+        let from = finished.load(Ordering::SeqCst);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while finished.load(Ordering::SeqCst) < from + 3 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let mut loops = Vec::new();
     for n in [a.clone(), b.clone(), c.clone()] {
         let running = running.clone();
+        let finished = finished.clone();
         loops.push(tokio::spawn(async move {
             let (mut calls, mut failed) = (0usize, Vec::new());
             let mut worst = Duration::ZERO;
             let mut round = 0usize;
             while running.load(Ordering::SeqCst) {
-                // A group of 200 actors, 64 calls at a time.
+                // A group of actors, 64 calls at a time.
                 let t0 = Instant::now();
                 let group = format!("load{}-", round % 10);
-                let (values, errors) = n.touch(&group, 200, 1).await;
+                let (values, errors) = n.touch(&group, group_size, 1).await;
                 worst = worst.max(t0.elapsed());
                 calls += values.len();
                 failed.extend(errors);
                 round += 1;
+                finished.fetch_add(1, Ordering::SeqCst);
             }
             (calls, failed, worst, round)
         }));
@@ -943,10 +962,12 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
         for n in [&*a, &*b, &*c, &d] {
             n.wait_stable(&["a", "b", "c", "d"]).await;
         }
+        load_goes_on().await;
         assert!(d.shutdown().await, "d leaves cleanly");
         for n in [&*a, &*b, &*c] {
             n.wait_stable(&["a", "b", "c"]).await;
         }
+        load_goes_on().await;
     }
     running.store(false, Ordering::SeqCst);
     let mut failures = Vec::new();
