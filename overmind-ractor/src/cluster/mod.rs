@@ -282,13 +282,15 @@ impl ClusterLink {
         *self.last_arrival.lock() = std::time::Instant::now();
     }
 
-    /// After leaving: waits until no call waits for a reply and the router has been quiet for
-    /// a moment (stragglers sent under an older view), or `limit` passes.
+    /// After leaving: waits until no call waits for a reply, every outbox has handed its
+    /// frames (forwarded casts included) to a link, and the router has been quiet for a
+    /// moment (stragglers sent under an older view), or `limit` passes.
     pub(crate) async fn drain(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         let quiet = Duration::from_millis(300);
         while std::time::Instant::now() < deadline {
             let idle = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+                && self.outboxes.lock().values().all(|o| o.is_empty())
                 && self.last_arrival.lock().elapsed() >= quiet;
             if idle {
                 return;

@@ -189,6 +189,11 @@ impl Outbox {
         }
     }
 
+    /// Whether every frame given to this outbox was handed to a link (or failed).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.lock().waiting.is_empty()
+    }
+
     pub(crate) fn send(
         self: &Arc<Self>,
         link: &Arc<ClusterLink>,

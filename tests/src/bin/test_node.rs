@@ -371,19 +371,23 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
             let count = cmd["count"].as_u64().unwrap_or(0);
             let mut errors = Vec::new();
             let mut values = Vec::new();
+            let mut slowest = Duration::ZERO;
             let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
             for chunk in ids.chunks(64) {
                 let calls = chunk.iter().map(|id| {
                     let h = om.actor::<CounterActor>(id.clone());
                     async move {
-                        if n == 0 {
+                        let t0 = std::time::Instant::now();
+                        let r = if n == 0 {
                             h.call(CounterMsg::Get, timeout).await
                         } else {
                             h.call(|r| CounterMsg::AddAndGet(n, r), timeout).await
-                        }
+                        };
+                        (r, t0.elapsed())
                     }
                 });
-                for r in futures::future::join_all(calls).await {
+                for (r, took) in futures::future::join_all(calls).await {
+                    slowest = slowest.max(took);
                     match r {
                         Ok(v) => values.push(v),
                         Err(e) => {
@@ -394,7 +398,7 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
                 }
             }
             errors.truncate(5);
-            json!({"values": values, "errors": errors})
+            json!({"values": values, "errors": errors, "slowest_us": slowest.as_micros() as u64})
         }
         "stats" => {
             let s = om.stats();
