@@ -987,3 +987,78 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
         "failed calls during planned moves: {failures:?}"
     );
 }
+
+/// A new release raises the counter's `state_version` (with `migrate_from(1 = Counter)`):
+/// after the cluster restarts on it, every actor reads its old value, the migrated state is
+/// stored with the lease the new owner takes, and the old release then refuses the new
+/// records instead of misreading them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_upgraded_to_a_new_state_version_migrates_on_activation() {
+    use overmind_core::{
+        ActorKey, StateStore,
+        codec::{self, Record},
+        store::PostgresStore,
+    };
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (mut a, mut b, mut c) = three(&zk, &pg).await;
+    const N: usize = 60;
+    let (_, errors) = a.touch("m", N, 7).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    for n in [&mut a, &mut b, &mut c] {
+        assert!(n.shutdown().await);
+    }
+    let store = PostgresStore::connect(&pg.url(), 2).await.unwrap();
+    let schema_of = |bytes: &[u8]| {
+        Record::decode(bytes)
+            .expect("a readable record")
+            .payload
+            .expect("a state")
+            .schema
+    };
+    let key = ActorKey::new("counter", "m0").unwrap();
+    let before = store.load(&key).await.unwrap().expect("stored");
+    assert_eq!(schema_of(&before.bytes).version, 1);
+
+    let v2 = || vec![("state-v2", "1".to_owned())];
+    let (a, b, c) = (
+        node_with(&zk, &pg, "a", v2()).await.unwrap(),
+        node_with(&zk, &pg, "b", v2()).await.unwrap(),
+        node_with(&zk, &pg, "c", v2()).await.unwrap(),
+    );
+    for n in [&a, &b, &c] {
+        n.wait_stable(&["a", "b", "c"]).await;
+    }
+    let (values, errors) = b.touch("m", N, 0).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        values.iter().all(|v| *v == 7),
+        "every value read back: {values:?}"
+    );
+    for i in 0..N {
+        let key = ActorKey::new("counter", format!("m{i}")).unwrap();
+        let stored = store.load(&key).await.unwrap().expect("stored");
+        let record = Record::decode(&stored.bytes).unwrap();
+        assert!(record.lease.is_some(), "stored with the new owner's lease");
+        let payload = record.payload.expect("a state");
+        assert_eq!(payload.schema.version, 2, "m{i} migrated when activated");
+        #[derive(serde::Deserialize)]
+        struct CounterV2 {
+            value: i64,
+            updates: u64,
+        }
+        let state: CounterV2 = codec::decode_state(&payload.bytes).unwrap();
+        assert_eq!((state.value, state.updates), (7, 0));
+    }
+    assert_eq!(c.add("m1", 1).await, Ok(8));
+
+    // A node of the old release joining now cannot read the new states: a named refusal.
+    let old = node(&zk, &pg, "d").await;
+    for n in [&a, &b, &c, &old] {
+        n.wait_stable(&["a", "b", "c", "d"]).await;
+    }
+    let on_d = owned_by(&old.owners("m", N).await, "d", "m");
+    let id = on_d.first().expect("d owns some of them");
+    let err = old.get(id).await.unwrap_err();
+    assert!(err.contains("newer than this build"), "{err}");
+}

@@ -3,7 +3,8 @@
 //! an event for every view it sees.
 //!
 //! Usage: `overmind-test-node --zk HOST:PORT --cluster NAME --node NAME --store URL
-//! [--cookie C] [--session-timeout-ms N] [--unavailable-ms N]`
+//! [--cookie C] [--session-timeout-ms N] [--unavailable-ms N] [--state-v2 1]`; with
+//! `--state-v2 1` it runs the next release of the counter (`state_version = 2`).
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -84,6 +85,60 @@ impl Actor for CounterActor {
             CounterMsg::Add(n) => c.value += n,
             CounterMsg::AddAndGet(n, reply) => {
                 c.value += n;
+                let _ = reply.send(c.value);
+            }
+            CounterMsg::Get(reply) => {
+                let _ = reply.send(c.value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The counter's state as the next release stores it (`--state-v2`): the same value, and a
+/// count of the updates since the migration.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CounterV2 {
+    value: i64,
+    updates: u64,
+}
+
+impl From<Counter> for CounterV2 {
+    fn from(old: Counter) -> Self {
+        Self {
+            value: old.value,
+            updates: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct CounterV2Actor;
+
+#[virtual_actor(
+    kind = "counter",
+    passivate_after = "10m",
+    state_version = 2,
+    migrate_from(1 = Counter)
+)]
+impl Actor for CounterV2Actor {
+    type Msg = CounterMsg;
+    type State = CounterV2;
+
+    async fn handle(
+        &self,
+        _: ActorRef<CounterMsg>,
+        msg: CounterMsg,
+        c: &mut CounterV2,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CounterMsg::Add(n) => {
+                c.value += n;
+                c.updates += 1;
+            }
+            CounterMsg::AddAndGet(n, reply) => {
+                c.value += n;
+                c.updates += 1;
                 let _ = reply.send(c.value);
             }
             CounterMsg::Get(reply) => {
@@ -188,7 +243,13 @@ async fn main() {
             }
         });
     }
-    let overmind = match builder.register::<CounterActor>().spawn().await {
+    let v2 = args.contains_key("state-v2");
+    let builder = if v2 {
+        builder.register::<CounterV2Actor>()
+    } else {
+        builder.register::<CounterActor>()
+    };
+    let overmind = match builder.spawn().await {
         Ok(om) => om,
         Err(e) => {
             emit(json!({"event": "failed", "error": e.to_string()}));
@@ -234,7 +295,7 @@ async fn main() {
         match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
             Ok(listener) => {
                 let om = overmind.clone();
-                tokio::spawn(serve_clients(listener, om, control.clone()));
+                tokio::spawn(serve_clients(listener, om, control.clone(), v2));
             }
             Err(e) => emit(json!({"event": "failed", "error": format!("control port: {e}")})),
         }
@@ -265,7 +326,7 @@ async fn main() {
             std::process::exit(0);
         }
         tokio::spawn(async move {
-            let reply = handle(&om, &op, &cmd).await;
+            let reply = handle_any(v2, &om, &op, &cmd).await;
             let mut reply = reply;
             reply["req"] = req;
             emit(reply);
@@ -286,6 +347,7 @@ async fn serve_clients(
     listener: tokio::net::TcpListener,
     om: Overmind,
     control: std::sync::Arc<Control>,
+    v2: bool,
 ) {
     use std::sync::atomic::Ordering;
     use tokio::io::AsyncWriteExt;
@@ -304,7 +366,7 @@ async fn serve_clients(
                     json!({"err": "this node is shutting down", "not_executed": true})
                 } else {
                     let op = cmd["op"].as_str().unwrap_or_default().to_owned();
-                    handle(&om, &op, &cmd).await
+                    handle_any(v2, &om, &op, &cmd).await
                 };
                 control.in_flight.fetch_sub(1, Ordering::SeqCst);
                 reply["req"] = cmd["req"].clone();
@@ -327,33 +389,42 @@ fn result(r: Result<i64, Error>) -> Value {
     }
 }
 
-async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
+/// A command, for whichever counter this node registered.
+async fn handle_any(v2: bool, om: &Overmind, op: &str, cmd: &Value) -> Value {
+    if v2 {
+        handle::<CounterV2Actor>(om, op, cmd).await
+    } else {
+        handle::<CounterActor>(om, op, cmd).await
+    }
+}
+
+async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
+    om: &Overmind,
+    op: &str,
+    cmd: &Value,
+) -> Value {
     let id = cmd["id"].as_str().unwrap_or_default().to_owned();
     let n = cmd["n"].as_i64().unwrap_or(0);
     let timeout = cmd["timeout_ms"].as_u64().map(Duration::from_millis);
     match op {
         "add" => result(
-            om.actor::<CounterActor>(id)
+            om.actor::<A>(id)
                 .call(|r| CounterMsg::AddAndGet(n, r), timeout)
                 .await,
         ),
-        "get" => result(
-            om.actor::<CounterActor>(id)
-                .call(CounterMsg::Get, timeout)
-                .await,
-        ),
-        "delete" => match om.delete::<CounterActor>(id).await {
+        "get" => result(om.actor::<A>(id).call(CounterMsg::Get, timeout).await),
+        "delete" => match om.delete::<A>(id).await {
             Ok(()) => json!({"ok": 0}),
             Err(e) => json!({"err": e.to_string()}),
         },
         "list" => {
             let limit = cmd["limit"].as_u64().unwrap_or(1000) as usize;
-            match om.list::<CounterActor>(cmd["after"].as_str(), limit).await {
+            match om.list::<A>(cmd["after"].as_str(), limit).await {
                 Ok(ids) => json!({"ids": ids}),
                 Err(e) => json!({"err": e.to_string()}),
             }
         }
-        "cast" => match om.actor::<CounterActor>(id).cast(CounterMsg::Add(n)) {
+        "cast" => match om.actor::<A>(id).cast(CounterMsg::Add(n)) {
             Ok(()) => json!({"ok": 0}),
             Err(e) => json!({"err": e.to_string()}),
         },
@@ -361,7 +432,7 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
             let prefix = cmd["prefix"].as_str().unwrap_or_default();
             let count = cmd["count"].as_u64().unwrap_or(0);
             let owners: Vec<Option<String>> = (0..count)
-                .map(|i| om.owner_of::<CounterActor>(&format!("{prefix}{i}")))
+                .map(|i| om.owner_of::<A>(&format!("{prefix}{i}")))
                 .collect();
             json!({"owners": owners})
         }
@@ -375,7 +446,7 @@ async fn handle(om: &Overmind, op: &str, cmd: &Value) -> Value {
             let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
             for chunk in ids.chunks(64) {
                 let calls = chunk.iter().map(|id| {
-                    let h = om.actor::<CounterActor>(id.clone());
+                    let h = om.actor::<A>(id.clone());
                     async move {
                         let t0 = std::time::Instant::now();
                         let r = if n == 0 {
