@@ -44,10 +44,15 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
             for kind in kinds.values() {
                 kind.retire_unsettled(epoch, &mut retiring);
             }
-            if !retiring.is_empty() {
-                tracing::info!(node = %link.config.node, epoch, moving = retiring.len(), "handing over actors");
+            let moving = retiring.len();
+            let started = std::time::Instant::now();
+            if moving > 0 {
+                tracing::info!(node = %link.config.node, epoch, moving, "handing over actors");
             }
             futures::future::join_all(retiring).await;
+            if moving > 0 {
+                tracing::info!(node = %link.config.node, epoch, moving, took = ?started.elapsed(), "handed over actors");
+            }
             membership.applied(epoch);
         } else {
             // The session ended: the old view no longer says who owns anything. Until the
