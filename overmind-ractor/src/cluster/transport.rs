@@ -8,12 +8,18 @@
 //! [`ACTIVATION_NAME_PREFIX`]`<n>`, and only those entries go. Everything else — the routers,
 //! the application's own actors — passes byte for byte.
 //!
+//! The same writer drops the `Terminate` notices for the actors it kept quiet about: the peer
+//! never learned of them, and a notice per stopped activation, per peer, made every hand-over
+//! of thousands of actors send and process thousands of frames for nothing.
+//!
 //! Wire format (ractor_cluster 0.16): each frame is a big-endian u64 length and a protobuf
 //! `meta.NetworkMessage`; `control = 3` holds a `control.ControlMessage` whose `spawn = 1`
-//! holds `repeated control.Actor actors = 1`, each `{ uint64 pid = 1; optional string name = 2 }`.
+//! holds `repeated control.Actor actors = 1`, each `{ uint64 pid = 1; optional string name = 2 }`,
+//! and whose `terminate = 2` holds `repeated uint64 ids = 1` (packed).
 //! A frame that does not parse as expected is passed on unchanged.
 
 use std::{
+    collections::HashSet,
     io,
     pin::Pin,
     sync::atomic::{AtomicU64, Ordering},
@@ -86,6 +92,26 @@ fn wrap(field: u64, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `pid` of an announced actor.
+fn pid_of(actor: &[u8]) -> Option<u64> {
+    let mut at = 0;
+    while at < actor.len() {
+        let tag = read_varint(actor, &mut at)?;
+        match (tag >> 3, tag & 7) {
+            (1, 0) => return read_varint(actor, &mut at),
+            (_, 0) => {
+                read_varint(actor, &mut at)?;
+            }
+            (_, 2) => {
+                let len = usize::try_from(read_varint(actor, &mut at)?).ok()?;
+                at = at.checked_add(len)?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 fn is_activation(actor: &[u8]) -> bool {
     let mut at = 0;
     while at < actor.len() {
@@ -115,14 +141,45 @@ fn is_activation(actor: &[u8]) -> bool {
 }
 
 /// What to send instead of a frame's payload: `None` to send it as is, `Some(None)` to drop
-/// it, `Some(Some(bytes))` to send `bytes`.
-fn filter(payload: &[u8]) -> Option<Option<Vec<u8>>> {
+/// it, `Some(Some(bytes))` to send `bytes`. `hidden` holds the pids this link kept quiet
+/// about: added when an activation is dropped from a `Spawn`, removed at its `Terminate`.
+fn filter(payload: &[u8], hidden: &mut HashSet<u64>) -> Option<Option<Vec<u8>>> {
     let (3, control) = only_field(payload)? else {
         return None;
     };
-    let (1, spawn) = only_field(control)? else {
+    match only_field(control)? {
+        (1, spawn) => filter_spawn(spawn, hidden),
+        (2, terminate) => filter_terminate(terminate, hidden),
+        _ => None,
+    }
+}
+
+/// Drops the `Terminate` of actors the peer was never told of.
+fn filter_terminate(terminate: &[u8], hidden: &mut HashSet<u64>) -> Option<Option<Vec<u8>>> {
+    let (1, packed) = only_field(terminate)? else {
         return None;
     };
+    let mut ids = Vec::new();
+    let mut at = 0;
+    while at < packed.len() {
+        ids.push(read_varint(packed, &mut at)?);
+    }
+    let before = ids.len();
+    ids.retain(|id| !hidden.remove(id));
+    if ids.len() == before {
+        return None;
+    }
+    if ids.is_empty() {
+        return Some(None);
+    }
+    let mut kept = Vec::new();
+    for id in ids {
+        write_varint(&mut kept, id);
+    }
+    Some(Some(wrap(3, &wrap(2, &wrap(1, &kept)))))
+}
+
+fn filter_spawn(spawn: &[u8], hidden: &mut HashSet<u64>) -> Option<Option<Vec<u8>>> {
     let mut kept = Vec::with_capacity(spawn.len());
     let mut dropped = 0;
     let mut at = 0;
@@ -137,6 +194,9 @@ fn filter(payload: &[u8]) -> Option<Option<Vec<u8>>> {
         at += len;
         if is_activation(actor) {
             dropped += 1;
+            if let Some(pid) = pid_of(actor) {
+                hidden.insert(pid);
+            }
         } else {
             kept.extend_from_slice(&spawn[start..at]);
         }
@@ -155,6 +215,8 @@ struct LocalOnly {
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
+    /// The pids of the live activations this link did not announce.
+    hidden: HashSet<u64>,
 }
 
 impl LocalOnly {
@@ -164,6 +226,7 @@ impl LocalOnly {
             input: Vec::new(),
             output: Vec::new(),
             written: 0,
+            hidden: HashSet::new(),
         }
     }
 
@@ -180,7 +243,7 @@ impl LocalOnly {
                 break;
             };
             let payload = &self.input[at + 8..end];
-            match filter(payload) {
+            match filter(payload, &mut self.hidden) {
                 None => self.output.extend_from_slice(&self.input[at..end]),
                 Some(None) => {}
                 Some(Some(rewritten)) => {
@@ -356,6 +419,43 @@ mod tests {
         out
     }
 
+    fn filter_fresh(payload: &[u8]) -> Option<Option<Vec<u8>>> {
+        filter(payload, &mut HashSet::new())
+    }
+
+    fn terminate_frame(ids: &[u64]) -> Vec<u8> {
+        let mut packed = Vec::new();
+        for id in ids {
+            write_varint(&mut packed, *id);
+        }
+        wrap(3, &wrap(2, &wrap(1, &packed)))
+    }
+
+    /// A stopped activation's `Terminate` goes nowhere: the peer never heard of it. Others
+    /// pass, and a notice naming both is cut down to the announced ones.
+    #[test]
+    fn the_terminate_of_an_unannounced_activation_is_dropped() {
+        let mut hidden = HashSet::new();
+        let host = actor(9, Some("overmind-activation-42"));
+        let router = actor(7, Some("router"));
+        assert_eq!(
+            filter(&spawn_frame(&[router, host]), &mut hidden),
+            Some(Some(spawn_frame(&[actor(7, Some("router"))])))
+        );
+        assert!(hidden.contains(&9));
+        assert_eq!(filter(&terminate_frame(&[7]), &mut hidden), None);
+        assert_eq!(filter(&terminate_frame(&[9]), &mut hidden), Some(None));
+        assert!(hidden.is_empty(), "forgotten once terminated");
+        // Announced again later under the same pid? It is not hidden any more: it passes.
+        assert_eq!(filter(&terminate_frame(&[9]), &mut hidden), None);
+        hidden.insert(9);
+        assert_eq!(
+            filter(&terminate_frame(&[7, 9, 8]), &mut hidden),
+            Some(Some(terminate_frame(&[7, 8])))
+        );
+        assert_eq!(pid_of(&actor(300, Some("x"))), Some(300));
+    }
+
     fn spawn_frame(actors: &[Vec<u8>]) -> Vec<u8> {
         let body: Vec<u8> = actors.iter().flat_map(|a| wrap(1, a)).collect();
         wrap(3, &wrap(1, &body))
@@ -369,17 +469,17 @@ mod tests {
         // Mixed: the activation goes, the rest stays as it was.
         let frame = spawn_frame(&[router.clone(), host.clone(), anonymous.clone()]);
         assert_eq!(
-            filter(&frame),
+            filter_fresh(&frame),
             Some(Some(spawn_frame(&[router.clone(), anonymous])))
         );
         // Only activations: the frame goes.
-        assert_eq!(filter(&spawn_frame(&[host])), Some(None));
+        assert_eq!(filter_fresh(&spawn_frame(&[host])), Some(None));
         // No activation: untouched.
-        assert_eq!(filter(&spawn_frame(&[router])), None);
+        assert_eq!(filter_fresh(&spawn_frame(&[router])), None);
         // Other control messages and other frames: untouched.
-        assert_eq!(filter(&wrap(3, &wrap(9, &[]))), None);
-        assert_eq!(filter(&wrap(2, b"node message")), None);
-        assert_eq!(filter(b"\xff\xff"), None);
+        assert_eq!(filter_fresh(&wrap(3, &wrap(9, &[]))), None);
+        assert_eq!(filter_fresh(&wrap(2, b"node message")), None);
+        assert_eq!(filter_fresh(b"\xff\xff"), None);
     }
 
     #[tokio::test]
