@@ -17,7 +17,7 @@ async fn every_fault_alone_and_mixed_keeps_both_invariants() {
         .into_iter()
         .filter(|f| *f != Fault::ZooKeeperWipe);
     for (i, fault) in singles.enumerate() {
-        let seconds = if fault == Fault::RollingRestart {
+        let seconds = if matches!(fault, Fault::RollingRestart | Fault::Scale) {
             24
         } else {
             14
@@ -40,15 +40,18 @@ async fn every_fault_alone_and_mixed_keeps_both_invariants() {
             r.plan
         );
     }
-    // Planned moves fail no call: every node left and came back, and no call failed or hung.
-    let rolling = reports
-        .iter()
-        .find(|r| r.plan == "RollingRestart")
-        .expect("a rolling restart");
-    assert_eq!(
-        (rolling.outcome.failed, rolling.outcome.timeouts),
-        (0, 0),
-        "calls failed during a rolling restart: {:?}",
-        rolling.outcome.errors
-    );
+    // Planned moves fail no call: every node left and came back, or a new node joined and
+    // left, and no call failed or hung.
+    for plan in ["RollingRestart", "Scale"] {
+        let moves = reports
+            .iter()
+            .find(|r| r.plan == plan)
+            .expect("a planned move");
+        assert_eq!(
+            (moves.outcome.failed, moves.outcome.timeouts),
+            (0, 0),
+            "calls failed during {plan}: {:?}",
+            moves.outcome.errors
+        );
+    }
 }

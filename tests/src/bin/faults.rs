@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p overmind-tests --features cluster --bin overmind-faults -- \
-//!     --runs 20 --seconds 60 [--seed 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart]
+//!     --runs 20 --seconds 60 [--seed 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
 //! ```
 
 use overmind_tests::faults::{self, Binaries, Fault, Plan};

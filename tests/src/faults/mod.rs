@@ -53,12 +53,15 @@ pub enum Fault {
     PeerCut,
     /// Restart every node in turn, gracefully.
     RollingRestart,
+    /// Scale out and back in under load: a new node (a new name) joins, then leaves with
+    /// `shutdown`; twice. A planned move: no call may fail.
+    Scale,
 }
 
 impl Fault {
-    /// Every fault, in the order a short run goes through them. Rolling restarts come last:
-    /// a mixed run picks from the others.
-    pub const ALL: [Fault; 7] = [
+    /// Every fault, in the order a short run goes through them. The planned moves (rolling
+    /// restarts, scaling) come last: a mixed run picks from the others.
+    pub const ALL: [Fault; 8] = [
         Fault::Kill,
         Fault::Pause,
         Fault::ZooKeeperRestart,
@@ -66,6 +69,17 @@ impl Fault {
         Fault::PeerCut,
         Fault::ZooKeeperWipe,
         Fault::RollingRestart,
+        Fault::Scale,
+    ];
+
+    /// The faults a mixed run picks from: all but the planned moves.
+    pub const MIXED: [Fault; 6] = [
+        Fault::Kill,
+        Fault::Pause,
+        Fault::ZooKeeperRestart,
+        Fault::ZooKeeperCut,
+        Fault::PeerCut,
+        Fault::ZooKeeperWipe,
     ];
 }
 
@@ -115,6 +129,8 @@ struct Cluster {
     /// The store's epoch floor when ZooKeeper's data was last wiped: every view after it must
     /// be newer.
     wiped_at_epoch: Option<u64>,
+    /// The names of the nodes that joined and left while scaling (their events count too).
+    extra_names: Vec<String>,
 }
 
 impl Cluster {
@@ -152,6 +168,7 @@ impl Cluster {
             paused: vec![false; NODES],
             kills: HashMap::new(),
             wiped_at_epoch: None,
+            extra_names: Vec::new(),
         };
         for i in 0..NODES {
             cluster.start_node(i).await;
@@ -195,6 +212,31 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("node {}: {e}", self.names[i]));
         self.nodes[i] = Some(node);
         self.paused[i] = false;
+    }
+
+    /// Starts a node that is not one of the cluster's own: a new name, reaching ZooKeeper and
+    /// its peers directly (no proxies, so no cut applies to it). Clients do not call it; it
+    /// serves the actors the ring gives it, reached through the other nodes.
+    async fn start_extra(&mut self) -> Node {
+        let name = format!("x{}", self.extra_names.len());
+        let events = self.dir.path().join(format!("events-{name}.jsonl"));
+        let spec = NodeSpec {
+            bin: self.bins.node.to_str().unwrap_or_default(),
+            zk: self.zk.connect(),
+            pg: self.pg.url(),
+            cluster: CLUSTER.into(),
+            name: name.clone(),
+            extra: vec![
+                ("listen", format!("127.0.0.1:{}", free_port())),
+                ("events", events.display().to_string()),
+                ("session-timeout-ms", SESSION_MS.to_string()),
+                ("unavailable-ms", "8000".into()),
+            ],
+        };
+        self.extra_names.push(name.clone());
+        Node::start(spec)
+            .await
+            .unwrap_or_else(|e| panic!("node {name}: {e}"))
     }
 
     async fn wait_all_stable(&self) {
@@ -304,6 +346,25 @@ impl Cluster {
                     }
                 }
                 "rolling restart of every node".into()
+            }
+            Fault::Scale => {
+                let own: Vec<String> = self.names.clone();
+                for _ in 0..2 {
+                    let mut extra = self.start_extra().await;
+                    let mut grown: Vec<&str> = own.iter().map(String::as_str).collect();
+                    grown.push(&extra.name);
+                    for node in self.nodes.iter().flatten().chain([&extra]) {
+                        node.wait_stable(&grown).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    extra.shutdown().await;
+                    let names: Vec<&str> = own.iter().map(String::as_str).collect();
+                    for node in self.nodes.iter().flatten() {
+                        node.wait_stable(&names).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                format!("scaled out to {} and back, twice", self.names.len() + 1)
             }
         }
     }
@@ -453,7 +514,7 @@ pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report
         }
         Plan::Mixed => {
             while Instant::now() + Duration::from_secs(8) < until {
-                let fault = Fault::ALL[rng.below(Fault::ALL.len() - 1)]; // rolling restarts run alone
+                let fault = Fault::MIXED[rng.below(Fault::MIXED.len())]; // planned moves run alone
                 let i = rng.below(NODES);
                 faults.push(cluster.inject(fault, i).await);
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(1500) as u64)).await;
@@ -473,6 +534,7 @@ pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report
     let events: Vec<Event> = cluster
         .names
         .iter()
+        .chain(&cluster.extra_names)
         .flat_map(|n| read_lines::<Event>(&cluster.dir.path().join(format!("events-{n}.jsonl"))))
         .collect();
     let mut outcome = check::check(&ops, &events, &cluster.kills, end_of_run, &finals);
