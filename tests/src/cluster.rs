@@ -196,17 +196,17 @@ impl Node {
     /// Sends `n` to each of `prefix0 .. prefix{count-1}` (0: reads); returns the values (i64::MIN
     /// for a failure) and the first errors.
     pub async fn touch(&self, prefix: &str, count: usize, n: i64) -> (Vec<i64>, Vec<String>) {
-        let (values, errors, _) = self.touch_timed(prefix, count, n).await;
+        let (values, errors, _, _) = self.touch_timed(prefix, count, n).await;
         (values, errors)
     }
 
-    /// [`Self::touch`], and the slowest single call.
+    /// [`Self::touch`], and the slowest single call and the 99th percentile.
     pub async fn touch_timed(
         &self,
         prefix: &str,
         count: usize,
         n: i64,
-    ) -> (Vec<i64>, Vec<String>, Duration) {
+    ) -> (Vec<i64>, Vec<String>, Duration, Duration) {
         let v = self
             .request(json!({"op": "touch", "prefix": prefix, "count": count, "n": n}))
             .await;
@@ -214,6 +214,7 @@ impl Node {
             serde_json::from_value(v["values"].clone()).unwrap_or_default(),
             serde_json::from_value(v["errors"].clone()).unwrap_or_default(),
             Duration::from_micros(v["slowest_us"].as_u64().unwrap_or(0)),
+            Duration::from_micros(v["p99_us"].as_u64().unwrap_or(0)),
         )
     }
 

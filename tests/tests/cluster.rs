@@ -935,27 +935,40 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
             }
         }
     };
+    // Set once the first move starts: rounds before it are the steady state.
+    let moving = Arc::new(AtomicBool::new(false));
     let mut loops = Vec::new();
     for n in [a.clone(), b.clone(), c.clone()] {
         let running = running.clone();
         let finished = finished.clone();
+        let moving = moving.clone();
         loops.push(tokio::spawn(async move {
             let (mut calls, mut failed) = (0usize, Vec::new());
             let mut worst = Duration::ZERO;
+            // The worst per-round 99th percentile, before the moves and during them.
+            let (mut steady_p99, mut moving_p99) = (Duration::ZERO, Duration::ZERO);
             let mut round = 0usize;
             while running.load(Ordering::SeqCst) {
                 // A group of actors, 64 calls at a time.
                 let group = format!("load{}-", round % 10);
-                let (values, errors, slowest) = n.touch_timed(&group, group_size, 1).await;
+                let during = moving.load(Ordering::SeqCst);
+                let (values, errors, slowest, p99) = n.touch_timed(&group, group_size, 1).await;
                 worst = worst.max(slowest);
+                if during {
+                    moving_p99 = moving_p99.max(p99);
+                } else {
+                    steady_p99 = steady_p99.max(p99);
+                }
                 calls += values.len();
                 failed.extend(errors);
                 round += 1;
                 finished.fetch_add(1, Ordering::SeqCst);
             }
-            (calls, failed, worst, round)
+            (calls, failed, worst, round, steady_p99, moving_p99)
         }));
     }
+    load_goes_on().await;
+    moving.store(true, Ordering::SeqCst);
     for _ in 0..3 {
         let mut d = node(&zk, &pg, "d").await;
         for n in [&*a, &*b, &*c, &d] {
@@ -971,9 +984,9 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
     running.store(false, Ordering::SeqCst);
     let mut failures = Vec::new();
     for l in loops {
-        let (calls, failed, worst, rounds) = l.await.expect("load loop");
+        let (calls, failed, worst, rounds, steady_p99, moving_p99) = l.await.expect("load loop");
         println!(
-            "{calls} calls in {rounds} rounds, {} failed, slowest call {worst:?}",
+            "{calls} calls in {rounds} rounds, {} failed, slowest call {worst:?}, p99 {steady_p99:?} before the moves, {moving_p99:?} during them",
             failed.len()
         );
         assert!(

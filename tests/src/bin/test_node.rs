@@ -442,7 +442,7 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
             let count = cmd["count"].as_u64().unwrap_or(0);
             let mut errors = Vec::new();
             let mut values = Vec::new();
-            let mut slowest = Duration::ZERO;
+            let mut took_all = Vec::with_capacity(count as usize);
             let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
             for chunk in ids.chunks(64) {
                 let calls = chunk.iter().map(|id| {
@@ -458,7 +458,7 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                     }
                 });
                 for (r, took) in futures::future::join_all(calls).await {
-                    slowest = slowest.max(took);
+                    took_all.push(took);
                     match r {
                         Ok(v) => values.push(v),
                         Err(e) => {
@@ -469,7 +469,14 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 }
             }
             errors.truncate(5);
-            json!({"values": values, "errors": errors, "slowest_us": slowest.as_micros() as u64})
+            took_all.sort();
+            let slowest = took_all.last().copied().unwrap_or_default();
+            let p99 = took_all
+                .get(took_all.len().saturating_sub(1) * 99 / 100)
+                .copied()
+                .unwrap_or_default();
+            json!({"values": values, "errors": errors,
+                   "slowest_us": slowest.as_micros() as u64, "p99_us": p99.as_micros() as u64})
         }
         "stats" => {
             let s = om.stats();
