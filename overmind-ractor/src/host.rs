@@ -16,7 +16,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
 use futures::FutureExt;
 use overmind_core::{
     ActorKey, Version,
-    codec::{self, Lease, Payload},
+    codec::{self, Lease},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -32,8 +32,9 @@ pub(crate) struct Host<A: VirtualActor> {
 /// What the lifecycle loaded before spawning the host.
 pub(crate) struct Loaded<S> {
     pub(crate) version: Version,
-    /// The state and the payload the store holds for it (migrated ones already stored).
-    pub(crate) stored: Option<(S, Payload)>,
+    /// The state and its encoding as the store holds it (in the current schema: a migrated
+    /// or stamped state was stored before the host was spawned).
+    pub(crate) stored: Option<(S, Vec<u8>)>,
     /// In a cluster, the lease this activation took; every record it writes carries it.
     pub(crate) lease: Option<Lease>,
     /// The activation's number (its lease's, in a cluster).
@@ -52,11 +53,10 @@ pub(crate) struct HostState<A: VirtualActor> {
     activation: u64,
     member: u64,
     /// The state's encoding as the store holds it (or, for a new actor, the initial state's
-    /// encoding): a handler that leaves the encoding unchanged writes nothing...
+    /// encoding): a handler that leaves the encoding unchanged writes nothing. The store
+    /// holds it in the current schema: the activation stored a migrated or stamped state
+    /// before it started.
     saved: Vec<u8>,
-    /// ...unless the store holds it under an older version (a migration stored at
-    /// activation makes that rare): then the next handled message rewrites it.
-    saved_is_current: bool,
     /// Where each handled message's state is encoded, reused so a read-only message
     /// allocates nothing.
     scratch: Vec<u8>,
@@ -89,7 +89,7 @@ impl<A: VirtualActor> Host<A> {
     async fn persist(&self, st: &mut HostState<A>) -> Result<(), PersistError> {
         let rt = &self.slot.kind.rt;
         codec::encode_state_into(&st.user, &mut st.scratch)?;
-        if st.saved_is_current && st.scratch == st.saved {
+        if st.scratch == st.saved {
             rt.stats.skipped_writes.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -101,7 +101,6 @@ impl<A: VirtualActor> Host<A> {
         let version = rt.store.save(&self.slot.key, st.version, &record).await?;
         st.version = version;
         std::mem::swap(&mut st.saved, &mut st.scratch);
-        st.saved_is_current = true;
         rt.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -168,7 +167,6 @@ impl<A: VirtualActor> Actor for Host<A> {
         myself: ActorRef<Self::Msg>,
         loaded: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let current = self.slot.kind.schema.current();
         let (stored, saved) = match loaded.stored {
             Some((state, payload)) => (Some(state), Some(payload)),
             None => (None, None),
@@ -182,11 +180,9 @@ impl<A: VirtualActor> Actor for Host<A> {
         )
         .await?;
         // A new actor's initial state is not written until a handler changes it.
-        let (saved, saved_is_current) = match saved {
-            // The activation stored a migrated or stamped state before it started, so this
-            // is the current schema but for a kind whose shape cannot be traced.
-            Some(payload) => (payload.bytes, payload.schema.version == current.version),
-            None => (codec::encode_state(&user).unwrap_or_default(), true),
+        let saved = match saved {
+            Some(bytes) => bytes,
+            None => codec::encode_state(&user).unwrap_or_default(),
         };
         Ok(HostState {
             user,
@@ -196,7 +192,6 @@ impl<A: VirtualActor> Actor for Host<A> {
             member: loaded.member,
             scratch: Vec::with_capacity(saved.len()),
             saved,
-            saved_is_current,
             key,
             failed: None,
         })

@@ -268,13 +268,17 @@ async fn delete_record<A: VirtualActor>(slot: &Slot<A>, epoch: u64) -> Result<()
     rt.store
         .delete(&slot.key, stored.version)
         .await
-        .map_err(|e| {
-            if e.is_conflict() {
-                ActivationError::Contended
-            } else {
-                ActivationError::Store(e)
-            }
-        })
+        .map_err(fenced)
+}
+
+/// A conditional write's failure: another writer got there first (retried), or the store
+/// failed.
+fn fenced(e: overmind_core::StoreError) -> ActivationError {
+    if e.is_conflict() {
+        ActivationError::Contended
+    } else {
+        ActivationError::Store(e)
+    }
 }
 
 /// Reads the stored state by the schema that wrote it. A migrated state is encoded in the
@@ -361,13 +365,6 @@ async fn activate<A: VirtualActor>(
     let rewrite = stored
         .as_ref()
         .is_some_and(|(_, _, f)| *f == Fresh::Rewrite);
-    let conflict = |e: overmind_core::StoreError| {
-        if e.is_conflict() {
-            ActivationError::Contended
-        } else {
-            ActivationError::Store(e)
-        }
-    };
     // In a cluster, take the lease before serving: the write moves the record's version, so
     // any other activation of this actor can no longer save (fencing), and every save of this
     // one is conditional on the version it returns. A migrated state is stored in the same
@@ -382,7 +379,7 @@ async fn activate<A: VirtualActor>(
                 .store
                 .save(&slot.key, version, &bytes)
                 .await
-                .map_err(conflict)?;
+                .map_err(fenced)?;
         }
         None
     } else {
@@ -403,10 +400,10 @@ async fn activate<A: VirtualActor>(
             .store
             .save(&slot.key, version, &taken)
             .await
-            .map_err(conflict)?;
+            .map_err(fenced)?;
         Some(lease)
     };
-    let stored = stored.map(|(state, payload, _)| (state, payload));
+    let stored = stored.map(|(state, payload, _)| (state, payload.bytes));
     let activation = lease
         .as_ref()
         .map_or_else(|| rt.placement.next_activation(), |l| l.activation);

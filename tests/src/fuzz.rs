@@ -143,6 +143,7 @@ fn core_targets() -> Vec<Target> {
     let mut record_seeds: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
     record_seeds.extend(records.iter().map(|r| encode_old_record(r, 1)));
     record_seeds.extend(records.iter().map(|r| encode_old_record(r, 2)));
+    record_seeds.extend(records.iter().map(|r| encode_old_record(r, 3)));
     let member = |id: u64, name: &str| Member {
         id,
         name: name.into(),
@@ -207,8 +208,9 @@ fn core_targets() -> Vec<Target> {
     ]
 }
 
-/// A record as formats 1 and 2 wrote it (the checksum covers the payload only; format 1 has
-/// no flags byte): those formats are still read. For seeds, and tests of the upgrade.
+/// A record as formats 1 to 3 wrote it (no schema; the checksum covers the payload only in
+/// formats 1 and 2, and the header too in 3; format 1 has no flags byte): those formats are
+/// still read. For seeds, and tests of the upgrade.
 pub fn encode_old_record(record: &Record, format: u16) -> Vec<u8> {
     let mut out = codec::RECORD_MAGIC.to_vec();
     out.extend_from_slice(&format.to_le_bytes());
@@ -232,7 +234,15 @@ pub fn encode_old_record(record: &Record, format: u16) -> Vec<u8> {
             p.as_ref().map_or(&[][..], |p| &p.bytes)
         }
     };
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let crc = if format >= 3 {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&out);
+        crc.update(payload);
+        crc.finalize()
+    } else {
+        crc32fast::hash(payload)
+    };
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
     out
 }

@@ -860,14 +860,7 @@ async fn a_crafted_reply_from_an_actors_owner_is_a_typed_error_and_the_caller_ke
 async fn a_delete_reaches_the_owner_and_the_next_message_starts_a_new_actor() {
     let zk = ZooKeeper::start();
     let pg = Postgres::start();
-    let (a, b, c) = (
-        node(&zk, &pg, "a").await,
-        node(&zk, &pg, "b").await,
-        node(&zk, &pg, "c").await,
-    );
-    for n in [&a, &b, &c] {
-        n.wait_stable(&["a", "b", "c"]).await;
-    }
+    let (a, b, c) = three(&zk, &pg).await;
     let owners = a.owners("del-", 30).await;
     // An actor owned by another node than the one asked to delete it, for each node.
     let mut tried = 0;

@@ -580,20 +580,17 @@ async fn recipe_split_a_struct_in_two_across_two_versions() {
 
 // --- States stored before records carried a schema -------------------------------------------
 
-/// A record as format 3 wrote it: no schema; the checksum covers the header and payload.
+/// A record as format 3 wrote it: no schema.
 fn format_3_record(kind: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = b"OVMD".to_vec();
-    out.extend_from_slice(&3u16.to_le_bytes());
-    out.push(kind.len() as u8);
-    out.extend_from_slice(kind.as_bytes());
-    out.push(0); // no lease
-    out.push(1); // holds a state
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&out);
-    crc.update(payload);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(payload);
-    out
+    let record = Record {
+        kind: kind.into(),
+        lease: None,
+        payload: Some(codec::Payload {
+            schema: SchemaId::LEGACY,
+            bytes: payload.to_vec(),
+        }),
+    };
+    overmind_tests::fuzz::encode_old_record(&record, 3)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,6 +172,17 @@ impl StoreError {
     }
 }
 
+/// What a store's default method answers for an operation it does not implement.
+fn unsupported<'a, T: Send + 'a>(
+    store: &'static str,
+    operation: &'static str,
+) -> BoxFuture<'a, Result<T, StoreError>> {
+    Box::pin(std::future::ready(Err(StoreError::Unsupported {
+        store,
+        operation,
+    })))
+}
+
 /// A durable, versioned map from actor key to state bytes. See the [module docs](self) for the contract.
 pub trait StateStore: Send + Sync + 'static {
     /// A short name for errors and logs, such as `"sled"`.
@@ -206,13 +217,7 @@ pub trait StateStore: Send + Sync + 'static {
     /// never. A cluster needs a store that keeps it; the default says it is unsupported.
     fn epoch_floor<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         let _ = cluster;
-        let store = self.name();
-        Box::pin(async move {
-            Err(StoreError::Unsupported {
-                store,
-                operation: "an epoch floor (needed by a cluster)",
-            })
-        })
+        unsupported(self.name(), "an epoch floor (needed by a cluster)")
     }
 
     /// Raises cluster `cluster`'s epoch floor to at least `epoch`, durably, and returns the
@@ -223,13 +228,7 @@ pub trait StateStore: Send + Sync + 'static {
         epoch: u64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let _ = (cluster, epoch);
-        let store = self.name();
-        Box::pin(async move {
-            Err(StoreError::Unsupported {
-                store,
-                operation: "an epoch floor (needed by a cluster)",
-            })
-        })
+        unsupported(self.name(), "an epoch floor (needed by a cluster)")
     }
 
     /// The ids of kind `kind` that have an entry, in ascending byte order of the id, strictly
@@ -244,13 +243,7 @@ pub trait StateStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         let _ = (kind, after, limit);
-        let store = self.name();
-        Box::pin(async move {
-            Err(StoreError::Unsupported {
-                store,
-                operation: "listing the actors of a kind",
-            })
-        })
+        unsupported(self.name(), "listing the actors of a kind")
     }
 }
 
