@@ -148,6 +148,16 @@ pub enum ActivationError {
     /// Another writer changed the record while the lease was being taken.
     #[error("another writer changed its record while its lease was being taken")]
     Contended,
+    /// The actor moved to this node in an epoch that is not stable yet, and its previous
+    /// activation has not released it: it is activated here once that one stops (or once the
+    /// epoch is stable).
+    #[error("its previous activation on node {node} (epoch {epoch}) has not released it yet")]
+    NotReleased {
+        /// The node of the activation holding the lease.
+        node: String,
+        /// The epoch that activation was granted in.
+        epoch: u64,
+    },
 }
 
 /// Why a new state could not be stored.

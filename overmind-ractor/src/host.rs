@@ -298,6 +298,11 @@ impl<A: VirtualActor> Actor for Host<A> {
                 tracing::warn!(key = %self.slot.key, error = %panic_message(panic), "post_stop panicked")
             }
         }
+        // Stopped for good: the actor's owner, if another node, may take it over now.
+        #[cfg(feature = "cluster")]
+        if let Some(lease) = &st.lease {
+            crate::cluster::remote::announce_release(&self.slot.kind.rt, &self.slot.key, lease);
+        }
         Ok(())
     }
 }

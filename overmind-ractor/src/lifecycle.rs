@@ -23,20 +23,32 @@ use tokio::task::JoinHandle;
 use crate::{
     ActivationError, Error, VirtualActor,
     host::{Host, Loaded},
-    placement::Decision,
+    placement::{Decision, Handover},
     reply,
     slot::{AfterStop, Queued, Slot},
 };
 
 /// What the lifecycle may do next.
 enum Next {
-    /// Activate here, allowed under this epoch, for this registration (member id).
-    Activate(u64, u64),
+    /// Activate here, allowed under this epoch, for this registration (member id), on this
+    /// condition.
+    Activate(Grant),
     /// The actor lives on another node.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Elsewhere(overmind_core::membership::Member),
     /// It cannot be placed now.
     Unavailable(String),
+}
+
+/// What a lifecycle may activate under.
+#[derive(Clone, Copy)]
+struct Grant {
+    /// The epoch of the view that decided.
+    epoch: u64,
+    /// The registration (member id) the activation belongs to.
+    member: u64,
+    /// What the stored record must show first.
+    handover: Handover,
 }
 
 /// Waits until the actor can be activated here or is known to live elsewhere, for at most
@@ -51,7 +63,13 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     let deadline = tokio::time::Instant::now() + placement.unavailable_after;
     loop {
         match placement.decide(&key) {
-            (epoch, Decision::Activate { member }) => return Next::Activate(epoch, member),
+            (epoch, Decision::Activate { member, handover }) => {
+                return Next::Activate(Grant {
+                    epoch,
+                    member,
+                    handover,
+                });
+            }
             (_, Decision::Elsewhere(owner)) => return Next::Elsewhere(owner),
             (_, Decision::Wait(reason)) => {
                 if rt.is_closing() {
@@ -79,8 +97,8 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     // Since when another activation's lease has kept this one from starting.
     let mut blocked_since = None;
     loop {
-        let (epoch, member) = match placeable(&slot).await {
-            Next::Activate(epoch, member) => (epoch, member),
+        let grant = match placeable(&slot).await {
+            Next::Activate(grant) => grant,
             Next::Elsewhere(owner) => {
                 let (handed_over, queued) = slot.give_up();
                 #[cfg(feature = "cluster")]
@@ -97,19 +115,17 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 break;
             }
         };
-        if !slot.claim(epoch) {
+        if !slot.claim(grant.epoch) {
             continue; // retired in a newer epoch while deciding: decide again
         }
         if let Some(done) = slot.take_delete() {
-            match delete_record(&slot, epoch).await {
-                Err(
-                    blocked @ (ActivationError::Superseded { .. } | ActivationError::Contended),
-                ) if !rt.is_closing() => {
+            match delete_record(&slot, grant).await {
+                Err(blocked) if is_blocked(&blocked) && !rt.is_closing() => {
                     slot.requeue_delete(done);
                     slot.unclaim();
                     let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
                     let deadline = since + rt.placement.unavailable_after;
-                    if retry_after_blocked(&rt, &blocked, deadline).await {
+                    if retry_after_blocked(&slot, &blocked, deadline).await {
                         continue;
                     }
                     let waited = rt.placement.unavailable_after;
@@ -129,16 +145,15 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 }
             }
         }
-        match activate(&slot, epoch, member).await {
-            Err(blocked @ (ActivationError::Superseded { .. } | ActivationError::Contended))
-                if !rt.is_closing() =>
-            {
-                // Another activation's lease stands in the way for now (a newer epoch, or a
-                // concurrent writer): let the view catch up, then decide again.
+        match activate(&slot, grant).await {
+            Err(blocked) if is_blocked(&blocked) && !rt.is_closing() => {
+                // Another activation's lease stands in the way for now (a newer epoch, a
+                // concurrent writer, or a previous owner still stopping): wait for what
+                // clears it, then decide again.
                 slot.unclaim();
                 let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
-                if retry_after_blocked(&rt, &blocked, since + rt.placement.unavailable_after).await
-                {
+                let deadline = since + rt.placement.unavailable_after;
+                if retry_after_blocked(&slot, &blocked, deadline).await {
                     continue;
                 }
                 let waited = rt.placement.unavailable_after;
@@ -165,7 +180,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 rt.activation_event(
                     &slot.key,
                     activation,
-                    member,
+                    grant.member,
                     crate::ActivationEventKind::Started,
                 );
                 rt.stats.activations.fetch_add(1, Ordering::Relaxed);
@@ -183,14 +198,27 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     rt.lifecycle_ended();
 }
 
+/// Whether `error` only means another activation's lease is in the way for now.
+fn is_blocked(error: &ActivationError) -> bool {
+    matches!(
+        error,
+        ActivationError::Superseded { .. }
+            | ActivationError::Contended
+            | ActivationError::NotReleased { .. }
+    )
+}
+
 /// Waits until activation is worth trying again after `blocked`, and says whether it is:
-/// for a lease from a newer epoch, once this node's view has reached that epoch; after a
-/// concurrent writer, after a short pause. False once `deadline` passes first.
-async fn retry_after_blocked(
-    rt: &crate::runtime::Runtime,
+/// for a lease from a newer epoch, once this node's view has reached that epoch; for a lease
+/// not released yet, once the previous owner says it released it or the view changes (the
+/// epoch becoming stable settles the actor here); after a concurrent writer, after a short
+/// pause. False once `deadline` passes first.
+async fn retry_after_blocked<A: VirtualActor>(
+    slot: &Slot<A>,
     blocked: &ActivationError,
     deadline: tokio::time::Instant,
 ) -> bool {
+    let rt = &slot.kind.rt;
     let placement = &rt.placement;
     let mut changes = placement.subscribe();
     let mut shutdown = rt.shutdown_signal();
@@ -206,6 +234,15 @@ async fn retry_after_blocked(
                 _ = tokio::time::sleep_until(deadline) => return false,
             }
         },
+        ActivationError::NotReleased { .. } => {
+            let epoch = placement.epoch();
+            tokio::select! {
+                _ = slot.released.notified() => true,
+                changed = changes.wait_for(|e| *e != epoch) => changed.is_ok(),
+                _ = shutdown.wait_for(|closing| *closing) => true,
+                _ = tokio::time::sleep_until(deadline) => false,
+            }
+        }
         _ => {
             // The other writer's save has landed by the time the record is read again.
             let pause = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
@@ -247,7 +284,10 @@ fn fail_all<M>(queued: Vec<Queued<M>>, error: Error) {
 /// Deletes the actor's record, fenced like a save: refused while a newer epoch's lease
 /// holds it, and conditional on the version read. No activation runs meanwhile (the
 /// lifecycle is between activations), so nothing can write the state back.
-async fn delete_record<A: VirtualActor>(slot: &Slot<A>, epoch: u64) -> Result<(), ActivationError> {
+async fn delete_record<A: VirtualActor>(
+    slot: &Slot<A>,
+    grant: Grant,
+) -> Result<(), ActivationError> {
     let rt = &slot.kind.rt;
     let Some(stored) = rt
         .store
@@ -259,16 +299,49 @@ async fn delete_record<A: VirtualActor>(slot: &Slot<A>, epoch: u64) -> Result<()
     };
     // A damaged record can still be deleted (an erasure request must be able to): the
     // conditional delete fences it as well as a readable lease would.
-    let lease_epoch = Record::decode(&stored.bytes)
-        .ok()
-        .and_then(|r| r.lease.map(|l| l.epoch));
-    if let Some(held) = lease_epoch.filter(|held| *held > epoch) {
-        return Err(ActivationError::Superseded { held, ours: epoch });
-    }
+    let lease = Record::decode(&stored.bytes).ok().and_then(|r| r.lease);
+    check_lease(slot, lease.as_ref(), grant)?;
     rt.store
         .delete(&slot.key, stored.version)
         .await
         .map_err(fenced)
+}
+
+/// Whether the stored lease lets this grant take the actor: not one from a newer epoch, and,
+/// before the epoch is stable here, one whose activation its node said has stopped. The
+/// write that follows is conditional on the record read, so the check holds when it lands.
+fn check_lease<A: VirtualActor>(
+    slot: &Slot<A>,
+    lease: Option<&overmind_core::codec::Lease>,
+    grant: Grant,
+) -> Result<(), ActivationError> {
+    let Some(lease) = lease else {
+        return Ok(());
+    };
+    if lease.epoch > grant.epoch {
+        return Err(ActivationError::Superseded {
+            held: lease.epoch,
+            ours: grant.epoch,
+        });
+    }
+    if grant.handover == Handover::IfReleased && !was_released(slot, lease) {
+        return Err(ActivationError::NotReleased {
+            node: lease.node.clone(),
+            epoch: lease.epoch,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(feature = "cluster")]
+fn was_released<A: VirtualActor>(slot: &Slot<A>, lease: &overmind_core::codec::Lease) -> bool {
+    slot.kind.was_released(slot.key.id(), lease)
+}
+
+/// A fixed placement never hands actors over.
+#[cfg(not(feature = "cluster"))]
+fn was_released<A: VirtualActor>(_: &Slot<A>, _: &overmind_core::codec::Lease) -> bool {
+    false
 }
 
 /// A conditional write's failure: another writer got there first (retried), or the store
@@ -342,9 +415,9 @@ enum Fresh {
 /// registration `member`.
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
-    epoch: u64,
-    member: u64,
+    grant: Grant,
 ) -> Result<(ActorRef<A::Msg>, JoinHandle<()>, u64), ActivationError> {
+    let Grant { epoch, member, .. } = grant;
     let rt = &slot.kind.rt;
     let (mut version, record) = match rt
         .store
@@ -383,14 +456,7 @@ async fn activate<A: VirtualActor>(
         }
         None
     } else {
-        if let Some(held) = record.as_ref().and_then(|r| r.lease.as_ref()) {
-            if held.epoch > epoch {
-                return Err(ActivationError::Superseded {
-                    held: held.epoch,
-                    ours: epoch,
-                });
-            }
-        }
+        check_lease(slot, record.as_ref().and_then(|r| r.lease.as_ref()), grant)?;
         let lease = rt.placement.new_lease(epoch, member);
         let state = stored
             .as_ref()

@@ -20,17 +20,31 @@ use tokio::sync::watch;
 /// What may happen to an actor on this node now.
 #[derive(Debug, Clone)]
 pub(crate) enum Decision {
-    /// This node may activate it: it owns it and no other node can hold an activation. The
-    /// activation belongs to registration `member` and may serve only while it holds the lease.
+    /// This node may activate it, on the condition `handover` names. The activation belongs
+    /// to registration `member` and may serve only while it holds the lease.
     Activate {
         /// The registration (member id) the decision was made under.
         member: u64,
+        /// What must be true of the stored record first.
+        handover: Handover,
     },
     /// Another node owns it: send it there.
     Elsewhere(Member),
-    /// Not yet: the lease is not held, no view is known, or the epoch that gave this node the
-    /// actor is not stable yet.
+    /// Not yet: the lease is not held, or no view is known.
     Wait(&'static str),
+}
+
+/// On what condition the owner may activate an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// Unconditionally: this node has owned it in every epoch since the last stable one, so
+    /// no other node can hold an activation.
+    Settled,
+    /// The actor moved here in an epoch that is not stable yet: activating waits until the
+    /// stored record holds no lease, or one whose activation its node said has stopped (a
+    /// release notice). The lease write that follows is conditional on the record read, so it
+    /// fails if anyone took the actor meanwhile.
+    IfReleased,
 }
 
 pub(crate) struct Placement {
@@ -181,7 +195,13 @@ impl Placement {
     /// What may happen to `key` on this node now, and the epoch of the view that decided.
     pub(crate) fn decide(&self, key: &str) -> (u64, Decision) {
         if self.fixed {
-            return (self.epoch(), Decision::Activate { member: 0 });
+            return (
+                self.epoch(),
+                Decision::Activate {
+                    member: 0,
+                    handover: Handover::Settled,
+                },
+            );
         }
         let current = self.current.read();
         let Some(nv) = current.as_ref() else {
@@ -210,27 +230,31 @@ impl Placement {
                     "this node rejoined the cluster and waits for a view of its new registration",
                 )
             }
-            Some(_) if !view.settled_owner(key, &self.node) => {
-                Decision::Wait("waiting for the previous owner to release the actor")
-            }
             Some(_) => Decision::Activate {
                 member: nv.member.as_ref().map_or(0, |m| m.id),
+                handover: if view.settled_owner(key, &self.node) {
+                    Handover::Settled
+                } else {
+                    Handover::IfReleased
+                },
             },
         };
         (view.epoch(), decision)
     }
 
     #[cfg(feature = "cluster")]
-    /// Whether an activation of `key` may go on existing here: the same condition as
-    /// activating. The rebalancer retires every activation for which this is false.
-    pub(crate) fn settled_here(&self, key: &str) -> bool {
+    /// Whether an activation of `key` granted in epoch `granted` may go on existing here:
+    /// this node has owned the key in every epoch since then (since the last stable epoch,
+    /// for an activation granted before it). The rebalancer retires every activation for
+    /// which this is false; `granted` 0 asks whether the key is settled here.
+    pub(crate) fn holds_here(&self, key: &str, granted: u64) -> bool {
         if self.fixed {
             return true;
         }
         let current = self.current.read();
         current
             .as_ref()
-            .is_some_and(|nv| nv.is_member() && nv.view.settled_owner(key, &self.node))
+            .is_some_and(|nv| nv.is_member() && nv.view.holds_since(key, &self.node, granted))
     }
 }
 
@@ -301,7 +325,7 @@ mod tests {
         placement.install(Some(view_with(3, 7)));
         assert!(matches!(
             placement.decide("k").1,
-            Decision::Activate { member: 3 }
+            Decision::Activate { member: 3, .. }
         ));
         assert!(placement.serving() && placement.serving_as(3));
         // The session expires and the node rejoins as member 5 before its first new view.
@@ -319,7 +343,7 @@ mod tests {
         placement.install(Some(view_with(5, 9)));
         assert!(matches!(
             placement.decide("k").1,
-            Decision::Activate { member: 5 }
+            Decision::Activate { member: 5, .. }
         ));
         assert!(placement.serving_as(5) && !placement.serving_as(3));
     }

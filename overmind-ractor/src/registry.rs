@@ -35,7 +35,16 @@ pub(crate) struct Kind<A: VirtualActor> {
     overmind: OnceLock<Weak<Inner>>,
     hasher: RandomState,
     shards: Box<[Shard<A>]>,
+    /// Activations other nodes said have stopped, per id: the lease each held. Needed only
+    /// while an epoch is not stable (cleared when one is), and bounded.
+    #[cfg(feature = "cluster")]
+    released: Mutex<HashMap<Box<str>, crate::cluster::remote::ReleasedLease>>,
 }
+
+/// The most release notices a kind keeps between stable epochs; later ones are dropped (the
+/// actors they name are taken over once the epoch is stable instead).
+#[cfg(feature = "cluster")]
+const MAX_RELEASE_NOTICES: usize = 1 << 20;
 
 impl<A: VirtualActor> Kind<A> {
     pub(crate) fn new(
@@ -50,6 +59,8 @@ impl<A: VirtualActor> Kind<A> {
             overmind: OnceLock::new(),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            #[cfg(feature = "cluster")]
+            released: Mutex::new(HashMap::new()),
         }
     }
 
@@ -73,6 +84,32 @@ impl<A: VirtualActor> Kind<A> {
         let slot = Arc::new(Slot::new(key, self.clone()));
         shard.insert(id, Arc::downgrade(&slot));
         slot
+    }
+
+    /// Another node says the activation holding `lease` on `id` has stopped: remember it,
+    /// and wake the actor's lifecycle if one waits to take it over.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn note_release(&self, id: &str, lease: crate::cluster::remote::ReleasedLease) {
+        {
+            let mut released = self.released.lock();
+            if released.len() >= MAX_RELEASE_NOTICES && !released.contains_key(id) {
+                return;
+            }
+            released.insert(id.into(), lease);
+        }
+        let slot = self.shard(id).lock().get(id).and_then(Weak::upgrade);
+        if let Some(slot) = slot {
+            slot.released.notify_one();
+        }
+    }
+
+    /// Whether another node said the activation holding `lease` on `id` has stopped.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn was_released(&self, id: &str, lease: &overmind_core::codec::Lease) -> bool {
+        self.released
+            .lock()
+            .get(id)
+            .is_some_and(|r| r.node == lease.node && r.activation == lease.activation)
     }
 
     /// Called as a slot is dropped: removes its entry unless a new slot took its place.
@@ -113,6 +150,9 @@ pub(crate) trait AnyKind: Send + Sync + 'static {
     /// Stops every activation now (the lease is lost).
     #[cfg(feature = "cluster")]
     fn stop_all(&self);
+    /// Forgets the release notices (an epoch is stable: every owner is settled).
+    #[cfg(feature = "cluster")]
+    fn forget_releases(&self);
     /// Delivers a message that arrived from another node.
     #[cfg(feature = "cluster")]
     fn deliver(
@@ -138,7 +178,10 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
     ) {
         let placement = &self.rt.placement;
         for slot in self.live_slots() {
-            if placement.settled_here(&slot.key.to_string()) {
+            // A running host may go on if this node kept the actor since it was granted; a
+            // lifecycle still deciding must decide again unless the actor is settled here.
+            let granted = slot.host_epoch().unwrap_or(0);
+            if placement.holds_here(&slot.key.to_string(), granted) {
                 continue;
             }
             if slot.retire(epoch) {
@@ -149,6 +192,13 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
                 retiring.push(Box::pin(async move { slot.retired(epoch).await }));
             }
         }
+    }
+
+    #[cfg(feature = "cluster")]
+    fn forget_releases(&self) {
+        let mut released = self.released.lock();
+        released.clear();
+        released.shrink_to(0);
     }
 
     #[cfg(feature = "cluster")]

@@ -118,6 +118,12 @@ impl Runtime {
         }
     }
 
+    /// How many lifecycles run (each holds messages for its actor, or serves them).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn lifecycles_running(&self) -> usize {
+        self.lifecycles.load(Ordering::Acquire) & !CLOSED
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.lifecycles.load(Ordering::Acquire) & CLOSED != 0
     }

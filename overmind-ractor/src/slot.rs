@@ -42,6 +42,9 @@ pub(crate) struct Slot<A: VirtualActor> {
     last_active_ms: AtomicU64,
     /// Signalled when a host starts or ends, for the rebalancer.
     host_changed: Notify,
+    /// Signalled when the actor's previous owner says it released the actor's record, for a
+    /// lifecycle waiting to take it over (a stored permit covers a signal that comes first).
+    pub(crate) released: Notify,
 }
 
 enum Phase<M> {
@@ -104,6 +107,7 @@ impl<A: VirtualActor> Slot<A> {
             }),
             last_active_ms: AtomicU64::new(now),
             host_changed: Notify::new(),
+            released: Notify::new(),
         }
     }
 
@@ -226,6 +230,12 @@ impl<A: VirtualActor> Slot<A> {
         }
         state.host_epoch = Some(epoch);
         true
+    }
+
+    #[cfg(feature = "cluster")]
+    /// The epoch the current host was allowed under, if one runs or is starting.
+    pub(crate) fn host_epoch(&self) -> Option<u64> {
+        self.state.lock().host_epoch
     }
 
     #[cfg(feature = "cluster")]

@@ -344,6 +344,14 @@ mod cluster_targets {
                 decode: Box::new(|bytes| fuzz::decode_reply(bytes).is_ok()),
             },
             Target {
+                name: "remote: release notice",
+                seeds: vec![
+                    fuzz::release_notice("node-a", 7 << 32 | 3),
+                    fuzz::release_notice("", 0),
+                ],
+                decode: Box::new(|bytes| fuzz::decode_release_notice(bytes).is_ok()),
+            },
+            Target {
                 name: "remote: message decode",
                 seeds: samples
                     .iter()

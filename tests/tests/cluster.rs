@@ -994,6 +994,74 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
     );
 }
 
+/// A moved actor is served by its new owner as soon as its old activation has stopped and
+/// released it, not once every actor that moved is handed over and the epoch is stable:
+/// while one moving actor is held in a long handler on its old owner (so the old owner cannot
+/// acknowledge the new epoch), the other actors that move with it already answer on the new
+/// node, with their values intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_actor_does_not_hold_up_the_others_that_move() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use overmind_core::ring::{DEFAULT_VNODES, Ring};
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b, c) = three(&zk, &pg).await;
+    const N: usize = 200;
+    let (_, errors) = a.touch("mv", N, 5).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    // The actors a fourth node "d" takes over, and their owners before it joins.
+    let before = Ring::new(["a", "b", "c"], DEFAULT_VNODES);
+    let after = Ring::new(["a", "b", "c", "d"], DEFAULT_VNODES);
+    let moving: Vec<(String, String)> = (0..N)
+        .map(|i| format!("mv{i}"))
+        .filter(|id| after.owner(&format!("counter/{id}")) == Some("d"))
+        .map(|id| {
+            let old = before.owner(&format!("counter/{id}")).unwrap().to_owned();
+            (id, old)
+        })
+        .collect();
+    assert!(moving.len() >= 10, "{} of {N} actors move", moving.len());
+    let (held, held_owner) = moving[0].clone();
+    let nodes = [("a", &a), ("b", &b), ("c", &c)];
+    let on = |name: &str| nodes.iter().find(|(n, _)| *n == name).unwrap().1;
+    let caller = if held_owner == "a" { &b } else { &a };
+    let hold_done = AtomicBool::new(false);
+    // Held for much longer than handing over the others can take on a loaded machine.
+    let hold = async {
+        let reply = caller
+            .request(
+                serde_json::json!({"op": "hold", "id": held, "ms": 40_000, "timeout_ms": 60_000}),
+            )
+            .await;
+        hold_done.store(true, Ordering::SeqCst);
+        reply
+    };
+    let others = async {
+        on(&held_owner)
+            .wait_event("the hold starts", Duration::from_secs(30), |e| {
+                e["event"] == "holding" && e["id"] == held.as_str()
+            })
+            .await
+            .expect("the held actor is in its handler");
+        let d = node(&zk, &pg, "d").await;
+        for (id, _) in &moving[1..] {
+            assert_eq!(d.get(id).await, Ok(5), "{id}");
+        }
+        assert!(
+            !hold_done.load(Ordering::SeqCst),
+            "the moved actors answered only once the held one was let go"
+        );
+        d
+    };
+    let (hold, d) = tokio::join!(hold, others);
+    assert_eq!(hold["ok"], 5, "the held call completes: {hold}");
+    for n in [&a, &b, &c, &d] {
+        n.wait_stable(&["a", "b", "c", "d"]).await;
+    }
+    assert_eq!(d.get(&held).await, Ok(5), "{held} moved too");
+}
+
 /// A new release raises the counter's `state_version` (with `migrate_from(1 = Counter)`):
 /// after the cluster restarts on it, every actor reads its old value, the migrated state is
 /// stored with the lease the new owner takes, and the old release then refuses the new

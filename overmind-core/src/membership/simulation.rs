@@ -4,8 +4,11 @@
 //! view record), of nodes (lease, applied view, activations, retiring, acknowledgements), of
 //! the store (versioned cells, leases) and of clients, through crashes, restarts, pauses past
 //! the session timeout, cuts from ZooKeeper and graceful leaves. The decisions are the real
-//! ones: [`protocol::next_view`] for the leader and [`View::settled_owner`] for activation
-//! and retirement. After every step the invariants are checked:
+//! ones: [`protocol::next_view`] for the leader, [`View::settled_owner`] for activation and
+//! [`View::holds_since`] for retirement. An owner that is not settled yet may also activate
+//! early, once the previous holder of the lease told it that its activation stopped (a
+//! notice naming that activation; notices can be lost, and die with the node). After every
+//! step the invariants are checked:
 //!
 //! 1. at most one node can serve an actor: no two live nodes with a valid lease hold an
 //!    activation of the same key;
@@ -51,6 +54,10 @@ struct Rules {
     /// Bug: publish the recovery view as soon as ZooKeeper's data is found lost, without
     /// waiting out the leases granted before.
     no_recovery_wait: bool,
+    /// Bug: send the release notice when retiring starts, before the activation stopped.
+    notice_before_stopping: bool,
+    /// Bug: activate early without a notice from the lease's holder.
+    early_without_notice: bool,
     /// Bug: keep no epoch floor; after a loss the leader starts again from the empty view.
     no_epoch_floor: bool,
     /// Bug: accept a member id this node held before ZooKeeper lost its data.
@@ -99,6 +106,10 @@ struct Activation {
     /// The store version this activation's next save expects.
     version: u64,
     value: i64,
+    /// The epoch it was granted in.
+    epoch: u64,
+    /// Its lease: the version its lease write created (unique, like a lease's activation).
+    lease: u64,
 }
 
 struct Node {
@@ -118,6 +129,8 @@ struct Node {
     view_member: Option<MemberId>,
     activations: BTreeMap<String, Activation>,
     retiring: BTreeSet<String>,
+    /// Release notices received: the lease whose activation stopped, per key.
+    notices: BTreeMap<String, u64>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -125,6 +138,8 @@ struct Cell {
     version: u64,
     value: i64,
     lease_epoch: u64,
+    /// The lease written last (0: none ever).
+    lease: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -134,6 +149,8 @@ struct Stats {
     acked: u64,
     refused: u64,
     activations: u64,
+    /// Activations taken before the epoch was stable, on a holder's notice.
+    early: u64,
     faults: u64,
     wipes: u64,
 }
@@ -172,6 +189,7 @@ impl Node {
             view_member: None,
             activations: BTreeMap::new(),
             retiring: BTreeSet::new(),
+            notices: BTreeMap::new(),
         }
     }
 
@@ -184,11 +202,9 @@ impl Node {
         self.retiring.clear();
     }
 
-    /// May this node hold an activation of `key` under its view?
-    fn settled(&self, key: &str, rules: Rules) -> bool {
-        let Some(view) = &self.view else {
-            return false;
-        };
+    /// The view, if this node is a member of it under the registration holding the lease.
+    fn member_view(&self, rules: Rules) -> Option<&View> {
+        let view = self.view.as_ref()?;
         // The real node checks that its view was read under the registration that holds the
         // lease; the broken rule trusts whichever registration read it.
         let me = if rules.trust_stale_view {
@@ -197,14 +213,41 @@ impl Node {
             self.member.filter(|id| self.view_member == Some(*id))
         };
         let member = me.is_some_and(|id| view.members().iter().any(|m| m.id == id));
-        if !member {
-            return false;
-        }
-        if rules.current_epoch_only {
-            view.owner(key) == Some(self.name.as_str())
-        } else {
-            view.settled_owner(key, &self.name)
-        }
+        member.then_some(view)
+    }
+
+    /// May this node activate `key` unconditionally under its view?
+    fn settled(&self, key: &str, rules: Rules) -> bool {
+        self.member_view(rules).is_some_and(|view| {
+            if rules.current_epoch_only {
+                view.owner(key) == Some(self.name.as_str())
+            } else {
+                view.settled_owner(key, &self.name)
+            }
+        })
+    }
+
+    /// May this node activate `key` once the lease's holder has stopped?
+    fn owns(&self, key: &str, rules: Rules) -> bool {
+        self.member_view(rules)
+            .is_some_and(|view| view.owner(key) == Some(self.name.as_str()))
+    }
+
+    /// May the activation of `key` granted in `granted` go on under the view?
+    fn holds(&self, key: &str, granted: u64, rules: Rules) -> bool {
+        self.member_view(rules).is_some_and(|view| {
+            if rules.current_epoch_only {
+                view.owner(key) == Some(self.name.as_str())
+            } else {
+                view.holds_since(key, &self.name, granted)
+            }
+        })
+    }
+
+    /// The owner of `key` in this node's view, if another node.
+    fn owner_elsewhere(&self, key: &str) -> Option<String> {
+        let owner = self.view.as_ref()?.owner(key)?;
+        (owner != self.name).then(|| owner.to_owned())
     }
 }
 
@@ -247,10 +290,36 @@ impl Sim {
         if !node.up || node.paused {
             return;
         }
-        // The lease monitor: no lease, nothing runs.
+        // The lease monitor: no lease, nothing runs. Each stopped activation tells the key's
+        // owner in this node's view.
         if !node.lease_valid(now, rules) {
+            let stopped = std::mem::take(&mut node.activations);
             node.stop_everything();
+            for (key, a) in stopped {
+                self.stopped(i, &key, a.lease);
+            }
+            return self.node_step_rest(i);
         }
+        self.node_step_rest(i);
+    }
+
+    /// Tells the owner of `key` in node `i`'s view, if another node, that the activation
+    /// holding `lease` stopped (most notices arrive).
+    fn stopped(&mut self, i: usize, key: &str, lease: u64) {
+        let Some(owner) = self.nodes[i].owner_elsewhere(key) else {
+            return;
+        };
+        if !self.rng.chance(0.9) {
+            return;
+        }
+        if let Some(o) = self.nodes.iter_mut().find(|n| n.name == owner && n.up) {
+            o.notices.insert(key.to_owned(), lease);
+        }
+    }
+
+    fn node_step_rest(&mut self, i: usize) {
+        let (now, rules) = (self.now, self.rules);
+        let node = &mut self.nodes[i];
         if node.zk_cut {
             return;
         }
@@ -300,7 +369,11 @@ impl Sim {
                     // Expired: stop serving, rejoin as a new member.
                     node.member = None;
                     node.lease_until = 0;
+                    let stopped = std::mem::take(&mut node.activations);
                     node.stop_everything();
+                    for (key, a) in stopped {
+                        self.stopped(i, &key, a.lease);
+                    }
                     return;
                 }
             },
@@ -322,22 +395,51 @@ impl Sim {
             if adoptable && (newer || node.view_member != Some(id)) {
                 node.view = Some(View::new(record.clone(), VNODES));
                 node.view_member = Some(id);
-                let unsettled: Vec<String> = node
+                if record.stable == record.epoch {
+                    // Everything owned here is settled: notices are no longer needed.
+                    node.notices.clear();
+                }
+                let unsettled: Vec<(String, u64)> = node
                     .activations
-                    .keys()
-                    .filter(|k| !node.settled(k, rules))
-                    .cloned()
+                    .iter()
+                    .filter(|(k, a)| !node.holds(k, a.epoch, rules))
+                    .map(|(k, a)| (k.clone(), a.lease))
                     .collect();
-                node.retiring.extend(unsettled);
+                node.retiring
+                    .extend(unsettled.iter().map(|(k, _)| k.clone()));
+                if rules.notice_before_stopping {
+                    for (key, lease) in unsettled {
+                        self.stopped(i, &key, lease);
+                    }
+                }
             }
         }
-        // Retiring activations drain and stop, one at a time.
+        let node = &mut self.nodes[i];
+        // Retiring activations drain and stop, one at a time, and tell the new owner.
         if let Some(key) = node.retiring.iter().next().cloned() {
             if self.rng.chance(0.6) {
-                node.activations.remove(&key);
+                let stopped = node.activations.remove(&key);
                 node.retiring.remove(&key);
+                if let Some(a) = stopped {
+                    if !rules.notice_before_stopping {
+                        self.stopped(i, &key, a.lease);
+                    }
+                }
             }
         }
+        let node = &mut self.nodes[i];
+        // An idle activation passivates (telling the owner, if that is another node by now).
+        if self.rng.chance(0.05) {
+            let idle = node
+                .activations
+                .keys()
+                .find(|k| !node.retiring.contains(*k))
+                .cloned();
+            if let Some((key, a)) = idle.and_then(|k| node.activations.remove_entry(&k)) {
+                self.stopped(i, &key, a.lease);
+            }
+        }
+        let node = &mut self.nodes[i];
         // Acknowledge the epoch once nothing it retired is left.
         if let Some(view) = &node.view {
             if node.retiring.is_empty() || rules.ack_before_retiring {
@@ -470,24 +572,35 @@ impl Sim {
                 return;
             }
         }
-        // Activate if needed: the node must be settled, and takes the lease in the store.
+        // Activate if needed: the node must be settled, or own the key and hold a notice that
+        // the lease's holder stopped; it takes the lease in the store.
         if !self.nodes[h].activations.contains_key(&key) {
-            if !self.nodes[h].settled(&key, rules) {
+            let settled = self.nodes[h].settled(&key, rules);
+            let early = !settled && self.nodes[h].owns(&key, rules);
+            if !settled && !early {
                 self.stats.refused += 1;
                 return;
             }
             let epoch = self.nodes[h].view.as_ref().map_or(0, View::epoch);
+            let noticed = self.nodes[h].notices.get(&key).copied();
             let cell = self.store.entry(key.clone()).or_default();
-            if cell.lease_epoch > epoch {
+            let released = cell.lease == 0 || noticed == Some(cell.lease);
+            if cell.lease_epoch > epoch || (early && !released && !rules.early_without_notice) {
                 self.stats.refused += 1;
                 return;
+            }
+            if early {
+                self.stats.early += 1;
             }
             self.next_version += 1;
             cell.version = self.next_version;
             cell.lease_epoch = epoch;
+            cell.lease = cell.version;
             let activation = Activation {
                 version: cell.version,
                 value: cell.value,
+                epoch,
+                lease: cell.lease,
             };
             self.nodes[h].activations.insert(key.clone(), activation);
             self.stats.activations += 1;
@@ -616,6 +729,7 @@ fn explore(rules: Rules, seeds: u64, steps: u64) -> (Stats, Vec<String>) {
         total.acked += sim.stats.acked;
         total.refused += sim.stats.refused;
         total.activations += sim.stats.activations;
+        total.early += sim.stats.early;
         total.faults += sim.stats.faults;
         total.wipes += sim.stats.wipes;
         if !sim.violations.is_empty() {
@@ -639,6 +753,7 @@ fn the_protocol_keeps_its_invariants_under_random_faults() {
     assert!(
         stats.acked > 50_000
             && stats.activations > 5_000
+            && stats.early > 500
             && stats.faults > 20_000
             && stats.wipes > 500,
         "{stats:?}"
@@ -680,6 +795,20 @@ fn broken_rules_are_caught() {
             "recovering from lost ZooKeeper data without waiting out the leases",
             Rules {
                 no_recovery_wait: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "telling the new owner before the activation stopped",
+            Rules {
+                notice_before_stopping: true,
+                ..Rules::default()
+            },
+        ),
+        (
+            "activating early without a notice from the lease's holder",
+            Rules {
+                early_without_notice: true,
                 ..Rules::default()
             },
         ),

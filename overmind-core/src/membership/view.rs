@@ -212,6 +212,22 @@ impl View {
                 .all(|r| r.is_empty() || r.owner_of_hash(h) == Some(node))
     }
 
+    /// Whether an activation of `key` that `node` took in epoch `granted` may go on: `node`
+    /// has owned the key in every epoch since `granted` (or since the last stable epoch, if
+    /// that is later). For an activation taken while settled this is [`Self::settled_owner`];
+    /// one taken early, on a released record, needs only the epochs since it was granted.
+    pub fn holds_since(&self, key: &str, node: &str, granted: u64) -> bool {
+        let h = crate::ring::key_hash(key);
+        self.ring().owner_of_hash(h) == Some(node)
+            && self
+                .record
+                .history
+                .iter()
+                .zip(&self.rings)
+                .filter(|(e, _)| e.epoch >= granted)
+                .all(|(_, r)| r.is_empty() || r.owner_of_hash(h) == Some(node))
+    }
+
     /// Whether `node` owns `key` now but must wait for the epoch to become stable first.
     pub fn awaits_stability(&self, key: &str, node: &str) -> bool {
         self.owner(key) == Some(node) && !self.settled_owner(key, node)

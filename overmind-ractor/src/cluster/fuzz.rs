@@ -23,6 +23,22 @@ pub fn decode_reply(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Decodes a release notice's arguments as a router does: Ok if they name a lease.
+pub fn decode_release_notice(args: &[u8]) -> Result<(), String> {
+    super::remote::ReleasedLease::decode(args)
+        .map(|_| ())
+        .ok_or_else(|| "not a release notice".to_owned())
+}
+
+/// A release notice's arguments naming `node`'s activation `activation`: a seed.
+pub fn release_notice(node: &str, activation: u64) -> Vec<u8> {
+    super::remote::ReleasedLease {
+        node: node.to_owned(),
+        activation,
+    }
+    .encode()
+}
+
 /// Decodes a user message as a router does once the envelope decoded: `variant` and `args`
 /// as ractor serialized them, with a reply port if `call`. A call that decodes spawns
 /// ractor's reply bridge, so call this inside a tokio runtime.

@@ -240,6 +240,9 @@ pub(crate) struct ClusterLink {
     outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<remote::Outbox>>>,
     /// Calls waiting for a reply from another node (this node's own, or ones it relays).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Set when this node starts leaving the cluster: once it has left, it keeps routing by
+    /// the last view (the stable one without it) while it drains, instead of by none.
+    pub(crate) leaving: std::sync::atomic::AtomicBool,
     /// When the router last received something, for draining at shutdown.
     last_arrival: parking_lot::Mutex<std::time::Instant>,
     /// This node's router.
@@ -264,6 +267,7 @@ impl ClusterLink {
             stop: watch::channel(false).0,
             outboxes: parking_lot::Mutex::new(std::collections::HashMap::new()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             last_arrival: parking_lot::Mutex::new(std::time::Instant::now()),
             router: std::sync::OnceLock::new(),
             rt,
@@ -282,14 +286,19 @@ impl ClusterLink {
         *self.last_arrival.lock() = std::time::Instant::now();
     }
 
-    /// After leaving: waits until no call waits for a reply, every outbox has handed its
-    /// frames (forwarded casts included) to a link, and the router has been quiet for a
+    /// After leaving: waits until no actor here holds a message (each lifecycle has passed
+    /// what it held to the actor's owner), no call waits for a reply, every outbox has handed
+    /// its frames (forwarded casts included) to a link, and the router has been quiet for a
     /// moment (stragglers sent under an older view), or `limit` passes.
     pub(crate) async fn drain(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         let quiet = Duration::from_millis(300);
         while std::time::Instant::now() < deadline {
-            let idle = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+            let idle = self
+                .rt
+                .upgrade()
+                .is_none_or(|rt| rt.lifecycles_running() == 0)
+                && self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
                 && self.outboxes.lock().values().all(|o| o.is_empty())
                 && self.last_arrival.lock().elapsed() >= quiet;
             if idle {

@@ -39,7 +39,13 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
                     registered = Some(group);
                 }
             }
+            let stable = nv.view.stable() == epoch;
             rt.placement.install(Some(nv));
+            if stable {
+                for kind in kinds.values() {
+                    kind.forget_releases();
+                }
+            }
             let mut retiring = Vec::new();
             for kind in kinds.values() {
                 kind.retire_unsettled(epoch, &mut retiring);
@@ -54,11 +60,14 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
                 tracing::info!(node = %link.config.node, epoch, moving, took = ?started.elapsed(), "handed over actors");
             }
             membership.applied(epoch);
-        } else {
+        } else if !link.leaving.load(std::sync::atomic::Ordering::Acquire) {
             // The session ended: the old view no longer says who owns anything. Until the
             // new registration's first view, nothing may be activated or routed by it.
             rt.placement.install(None);
         }
+        // A node that left keeps the stable view without it: messages still arriving are
+        // passed on to their owners by it while the node drains. (The lease is gone, so
+        // nothing is activated here.)
         tokio::select! {
             changed = views.changed() => if changed.is_err() { return },
             _ = stopped(&mut stop) => return,

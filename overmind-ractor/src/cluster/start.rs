@@ -189,6 +189,8 @@ fn not_serving(config: &ClusterConfig) -> MembershipError {
 
 /// Leaves the cluster (handing every actor over), then stops the cluster parts.
 pub(crate) async fn leave(link: &ClusterLink) {
+    link.leaving
+        .store(true, std::sync::atomic::Ordering::Release);
     let timeout = link.config.join_timeout;
     match tokio::time::timeout(timeout, link.membership.leave()).await {
         Ok(Ok(())) => {}

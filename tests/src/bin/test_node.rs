@@ -31,6 +31,21 @@ enum CounterMsg {
     AddAndGet(i64, RpcReplyPort<i64>),
     #[rpc]
     Get(RpcReplyPort<i64>),
+    /// Holds the actor in its handler for this many milliseconds (announcing it with a
+    /// `holding` event), then replies with the value.
+    #[rpc]
+    Hold(u64, RpcReplyPort<i64>),
+}
+
+/// The `Hold` handler, shared by both counters.
+async fn hold(me: &ActorRef<CounterMsg>, ms: u64, value: i64, reply: RpcReplyPort<i64>) {
+    let id = me
+        .actor_key()
+        .map(|k| k.id().to_owned())
+        .unwrap_or_default();
+    emit(json!({"event": "holding", "id": id}));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let _ = reply.send(value);
 }
 
 #[derive(Default)]
@@ -77,7 +92,7 @@ impl Actor for CounterActor {
 
     async fn handle(
         &self,
-        _: ActorRef<CounterMsg>,
+        me: ActorRef<CounterMsg>,
         msg: CounterMsg,
         c: &mut Counter,
     ) -> Result<(), ActorProcessingErr> {
@@ -90,6 +105,7 @@ impl Actor for CounterActor {
             CounterMsg::Get(reply) => {
                 let _ = reply.send(c.value);
             }
+            CounterMsg::Hold(ms, reply) => hold(&me, ms, c.value, reply).await,
         }
         Ok(())
     }
@@ -127,7 +143,7 @@ impl Actor for CounterV2Actor {
 
     async fn handle(
         &self,
-        _: ActorRef<CounterMsg>,
+        me: ActorRef<CounterMsg>,
         msg: CounterMsg,
         c: &mut CounterV2,
     ) -> Result<(), ActorProcessingErr> {
@@ -144,6 +160,7 @@ impl Actor for CounterV2Actor {
             CounterMsg::Get(reply) => {
                 let _ = reply.send(c.value);
             }
+            CounterMsg::Hold(ms, reply) => hold(&me, ms, c.value, reply).await,
         }
         Ok(())
     }
@@ -413,6 +430,14 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 .await,
         ),
         "get" => result(om.actor::<A>(id).call(CounterMsg::Get, timeout).await),
+        "hold" => {
+            let ms = cmd["ms"].as_u64().unwrap_or(0);
+            result(
+                om.actor::<A>(id)
+                    .call(|r| CounterMsg::Hold(ms, r), timeout)
+                    .await,
+            )
+        }
         "delete" => match om.delete::<A>(id).await {
             Ok(()) => json!({"ok": 0}),
             Err(e) => json!({"err": e.to_string()}),
