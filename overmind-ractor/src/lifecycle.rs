@@ -210,7 +210,7 @@ fn is_blocked(error: &ActivationError) -> bool {
 
 /// Waits until activation is worth trying again after `blocked`, and says whether it is:
 /// for a lease from a newer epoch, once this node's view has reached that epoch; for a lease
-/// not released yet, once the previous owner says it released it or the view changes (the
+/// not released yet, once a release notice arrives or the view changes (the
 /// epoch becoming stable settles the actor here); after a concurrent writer, after a short
 /// pause. False once `deadline` passes first.
 async fn retry_after_blocked<A: VirtualActor>(

@@ -42,8 +42,9 @@ pub(crate) struct Slot<A: VirtualActor> {
     last_active_ms: AtomicU64,
     /// Signalled when a host starts or ends, for the rebalancer.
     host_changed: Notify,
-    /// Signalled when the actor's previous owner says it released the actor's record, for a
-    /// lifecycle waiting to take it over (a stored permit covers a signal that comes first).
+    /// Signalled when a release notice for the actor arrives (its previous activation has
+    /// stopped), for a lifecycle waiting to take it over (a stored permit covers a signal
+    /// that comes first).
     pub(crate) released: Notify,
 }
 

@@ -215,7 +215,7 @@ impl View {
     /// Whether an activation of `key` that `node` took in epoch `granted` may go on: `node`
     /// has owned the key in every epoch since `granted` (or since the last stable epoch, if
     /// that is later). For an activation taken while settled this is [`Self::settled_owner`];
-    /// one taken early, on a released record, needs only the epochs since it was granted.
+    /// one taken early, on a release notice, needs only the epochs since it was granted.
     pub fn holds_since(&self, key: &str, node: &str, granted: u64) -> bool {
         let h = crate::ring::key_hash(key);
         self.ring().owner_of_hash(h) == Some(node)
