@@ -122,14 +122,9 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             match delete_record(&slot, grant).await {
                 Err(blocked) if is_blocked(&blocked) && !rt.is_closing() => {
                     slot.requeue_delete(done);
-                    slot.unclaim();
-                    let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
-                    let deadline = since + rt.placement.unavailable_after;
-                    if retry_after_blocked(&slot, &blocked, deadline).await {
+                    if wait_out(&slot, &blocked, &mut blocked_since).await {
                         continue;
                     }
-                    let waited = rt.placement.unavailable_after;
-                    fail_unavailable(&slot, format!("{blocked} (waited {waited:?})"));
                     break;
                 }
                 outcome => {
@@ -150,14 +145,9 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 // Another activation's lease stands in the way for now (a newer epoch, a
                 // concurrent writer, or a previous owner still stopping): wait for what
                 // clears it, then decide again.
-                slot.unclaim();
-                let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
-                let deadline = since + rt.placement.unavailable_after;
-                if retry_after_blocked(&slot, &blocked, deadline).await {
+                if wait_out(&slot, &blocked, &mut blocked_since).await {
                     continue;
                 }
-                let waited = rt.placement.unavailable_after;
-                fail_unavailable(&slot, format!("{blocked} (waited {waited:?})"));
                 break;
             }
             Err(cause) => {
@@ -196,6 +186,23 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
     }
     drop(slot);
     rt.lifecycle_ended();
+}
+
+/// Gives up the claim after `blocked` and waits until trying again is worth it (true), within
+/// `unavailable_after` of when the first block began; otherwise fails what the slot holds.
+async fn wait_out<A: VirtualActor>(
+    slot: &Slot<A>,
+    blocked: &ActivationError,
+    blocked_since: &mut Option<tokio::time::Instant>,
+) -> bool {
+    slot.unclaim();
+    let patience = slot.kind.rt.placement.unavailable_after;
+    let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
+    if retry_after_blocked(slot, blocked, since + patience).await {
+        return true;
+    }
+    fail_unavailable(slot, format!("{blocked} (waited {patience:?})"));
+    false
 }
 
 /// Whether `error` only means another activation's lease is in the way for now.
