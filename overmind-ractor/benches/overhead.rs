@@ -4,15 +4,14 @@
 //! - a persisted message (sled, durable before the reply) vs a raw sled insert + flush;
 //! - persisted throughput with many actors at once (group commit) vs raw sled writers;
 //! - activating new ids vs spawning the same actors raw;
+//! - stopping many activations at once vs stopping as many raw actors;
 //! - reading a stored state with the schema check vs decoding it bare.
 //!
 //! `cargo bench -p overmind-ractor --bench overhead` (release build). Prints medians of
-//! several rounds and the ratios.
+//! several rounds and the ratios. `-- NAME` runs only the sections named `schema`, `calls`,
+//! `persisted`, `activation` or `stopping` that contain NAME.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use overmind_ractor::{Activation, ActorKey, Overmind, prelude::*};
 use serde::{Deserialize, Serialize};
@@ -314,6 +313,62 @@ async fn activation() {
     om.shutdown().await.expect("shutdown");
 }
 
+/// Stopping many activations at once (what a shutdown, or a node handing its actors over,
+/// does) against stopping as many raw ractor actors and waiting for them to end.
+async fn stopping() {
+    let n: usize = std::env::var("OVERMIND_BENCH_STOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut om_ns = Vec::new();
+    let mut raw_ns = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let om = Overmind::builder()
+            .data_dir(dir.path())
+            .register::<AccountActor>()
+            .spawn()
+            .await
+            .expect("start");
+        let calls: Vec<_> = (0..n)
+            .map(|i| {
+                let a = om.actor::<AccountActor>(format!("s-{i}"));
+                async move { a.call(AccountMsg::Balance, None).await.expect("activate") }
+            })
+            .collect();
+        futures::future::join_all(calls).await;
+        let start = Instant::now();
+        om.shutdown().await.expect("shutdown");
+        om_ns.push(start.elapsed().as_nanos() as f64 / n as f64);
+
+        let mut raw = Vec::new();
+        for i in 0..n {
+            let key = ActorKey::new("account", format!("raw-{i}")).expect("key");
+            let (r, h) = Actor::spawn(None, AccountActor, Activation::new(key, None))
+                .await
+                .expect("spawn");
+            r.call(AccountMsg::Balance, None).await.expect("call");
+            raw.push((r, h));
+        }
+        let start = Instant::now();
+        let handles: Vec<_> = raw
+            .into_iter()
+            .map(|(r, h)| {
+                r.stop(None);
+                h
+            })
+            .collect();
+        futures::future::join_all(handles).await;
+        raw_ns.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    show(
+        &format!("stopping {n} active actors (shutdown)"),
+        median(om_ns),
+        "raw ractor stop + join",
+        median(raw_ns),
+    );
+}
+
 /// The schema check an activation runs on a stored state (version and shape against the
 /// registered ones, then the decode), against the bare decode it wraps.
 fn schema_check() {
@@ -357,20 +412,38 @@ fn schema_check() {
 }
 
 fn main() {
+    // `cargo bench --bench overhead -- NAME` runs only the sections whose name contains NAME.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     println!("Overmind overhead (medians of {ROUNDS} rounds; ratio = Overmind / raw)\n");
-    schema_check();
+    if run("schema") {
+        schema_check();
+    }
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    current.block_on(calls("current-thread runtime"));
+    if run("calls") {
+        current.block_on(calls("current-thread runtime"));
+    }
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    multi.block_on(calls("multi-thread runtime, 2 workers"));
-    multi.block_on(persisted());
-    multi.block_on(activation());
-    let _ = Duration::ZERO;
+    if run("calls") {
+        multi.block_on(calls("multi-thread runtime, 2 workers"));
+    }
+    if run("persisted") {
+        multi.block_on(persisted());
+    }
+    if run("activation") {
+        multi.block_on(activation());
+    }
+    if run("stopping") {
+        multi.block_on(stopping());
+    }
 }

@@ -301,7 +301,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         // Stopped for good: the actor's owner, if another node, may take it over now.
         #[cfg(feature = "cluster")]
         if let Some(lease) = &st.lease {
-            crate::cluster::remote::announce_release(&self.slot.kind.rt, &self.slot.key, lease);
+            crate::cluster::release::announce(&self.slot.kind.rt, &self.slot.key, lease);
         }
         Ok(())
     }

@@ -49,6 +49,9 @@ struct Grant {
     member: u64,
     /// What the stored record must show first.
     handover: Handover,
+    /// The placement's change count when it decided: a wait after this grant failed ends at
+    /// once if placement changed since (the change may be what would have let it through).
+    decided_at: u64,
 }
 
 /// Waits until the actor can be activated here or is known to live elsewhere, for at most
@@ -62,12 +65,14 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     let mut shutdown = rt.shutdown_signal();
     let deadline = tokio::time::Instant::now() + placement.unavailable_after;
     loop {
+        let decided_at = *changes.borrow_and_update();
         match placement.decide(&key) {
             (epoch, Decision::Activate { member, handover }) => {
                 return Next::Activate(Grant {
                     epoch,
                     member,
                     handover,
+                    decided_at,
                 });
             }
             (_, Decision::Elsewhere(owner)) => return Next::Elsewhere(owner),
@@ -101,6 +106,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             Next::Activate(grant) => grant,
             Next::Elsewhere(owner) => {
                 let (handed_over, queued) = slot.give_up();
+                tracing::debug!(key = %slot.key, owner = %owner.name, messages = handed_over.len() + queued.len(), "passing the actor's messages to its owner");
                 #[cfg(feature = "cluster")]
                 crate::cluster::remote::forward::<A>(&rt, &slot.key, &owner, handed_over, queued);
                 #[cfg(not(feature = "cluster"))]
@@ -122,7 +128,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             match delete_record(&slot, grant).await {
                 Err(blocked) if is_blocked(&blocked) && !rt.is_closing() => {
                     slot.requeue_delete(done);
-                    if wait_out(&slot, &blocked, &mut blocked_since).await {
+                    if wait_out(&slot, grant, &blocked, &mut blocked_since).await {
                         continue;
                     }
                     break;
@@ -145,7 +151,8 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 // Another activation's lease stands in the way for now (a newer epoch, a
                 // concurrent writer, or a previous owner still stopping): wait for what
                 // clears it, then decide again.
-                if wait_out(&slot, &blocked, &mut blocked_since).await {
+                tracing::debug!(key = %slot.key, %blocked, "activation waits");
+                if wait_out(&slot, grant, &blocked, &mut blocked_since).await {
                     continue;
                 }
                 break;
@@ -167,6 +174,7 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             }
             Ok((actor, join, activation)) => {
                 blocked_since = None;
+                tracing::debug!(key = %slot.key, epoch = grant.epoch, handover = ?grant.handover, "activated");
                 rt.activation_event(
                     &slot.key,
                     activation,
@@ -192,13 +200,14 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
 /// `unavailable_after` of when the first block began; otherwise fails what the slot holds.
 async fn wait_out<A: VirtualActor>(
     slot: &Slot<A>,
+    grant: Grant,
     blocked: &ActivationError,
     blocked_since: &mut Option<tokio::time::Instant>,
 ) -> bool {
     slot.unclaim();
     let patience = slot.kind.rt.placement.unavailable_after;
     let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
-    if retry_after_blocked(slot, blocked, since + patience).await {
+    if retry_after_blocked(slot, grant, blocked, since + patience).await {
         return true;
     }
     fail_unavailable(slot, format!("{blocked} (waited {patience:?})"));
@@ -222,6 +231,7 @@ fn is_blocked(error: &ActivationError) -> bool {
 /// pause. False once `deadline` passes first.
 async fn retry_after_blocked<A: VirtualActor>(
     slot: &Slot<A>,
+    grant: Grant,
     blocked: &ActivationError,
     deadline: tokio::time::Instant,
 ) -> bool {
@@ -241,11 +251,19 @@ async fn retry_after_blocked<A: VirtualActor>(
                 _ = tokio::time::sleep_until(deadline) => return false,
             }
         },
-        ActivationError::NotReleased { .. } => {
-            let epoch = placement.epoch();
+        ActivationError::NotReleased { node, .. } => {
+            #[cfg(feature = "cluster")]
+            crate::cluster::release::request(rt, &slot.key, node);
+            #[cfg(not(feature = "cluster"))]
+            let _ = node;
+            // The epoch may have become stable (settling the actor here, and forgetting the
+            // notices) while the record was read.
+            if *changes.borrow_and_update() != grant.decided_at {
+                return true;
+            }
             tokio::select! {
                 _ = slot.released.notified() => true,
-                changed = changes.wait_for(|e| *e != epoch) => changed.is_ok(),
+                changed = changes.changed() => changed.is_ok(),
                 _ = shutdown.wait_for(|closing| *closing) => true,
                 _ = tokio::time::sleep_until(deadline) => false,
             }

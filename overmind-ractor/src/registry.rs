@@ -38,7 +38,7 @@ pub(crate) struct Kind<A: VirtualActor> {
     /// Activations other nodes said have stopped, per id: the lease each held. Needed only
     /// while an epoch is not stable (cleared when one is), and bounded.
     #[cfg(feature = "cluster")]
-    released: Mutex<HashMap<Box<str>, crate::cluster::remote::ReleasedLease>>,
+    released: Mutex<HashMap<Box<str>, crate::cluster::release::ReleasedLease>>,
 }
 
 /// The most release notices a kind keeps between stable epochs; later ones are dropped (the
@@ -89,7 +89,7 @@ impl<A: VirtualActor> Kind<A> {
     /// Another node says the activation holding `lease` on `id` has stopped: remember it,
     /// and wake the actor's lifecycle if one waits to take it over.
     #[cfg(feature = "cluster")]
-    pub(crate) fn note_release(&self, id: &str, lease: crate::cluster::remote::ReleasedLease) {
+    pub(crate) fn note_release(&self, id: &str, lease: crate::cluster::release::ReleasedLease) {
         {
             let mut released = self.released.lock();
             if released.len() >= MAX_RELEASE_NOTICES && !released.contains_key(id) {
@@ -100,6 +100,16 @@ impl<A: VirtualActor> Kind<A> {
         let slot = self.shard(id).lock().get(id).and_then(Weak::upgrade);
         if let Some(slot) = slot {
             slot.released.notify_one();
+        }
+    }
+
+    /// Another node waits to take `id` over: stop its activation here as soon as it is
+    /// retired (now, if it already is).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn expedite(&self, id: &str) {
+        let slot = self.shard(id).lock().get(id).and_then(Weak::upgrade);
+        if let Some(slot) = slot {
+            slot.ask_release();
         }
     }
 
@@ -140,7 +150,9 @@ impl<A: VirtualActor> Kind<A> {
 pub(crate) trait AnyKind: Send + Sync + 'static {
     fn set_overmind(&self, overmind: Weak<Inner>);
     /// Retires every activation not settled on this node in `epoch`; pushes a future per
-    /// activation that must stop first.
+    /// activation that must stop first. An activation is drained when its future is first
+    /// polled (or when its new owner asks, [`Kind::expedite`]), so the caller decides how
+    /// many stop at once.
     #[cfg(feature = "cluster")]
     fn retire_unsettled(
         &self,
@@ -189,7 +201,10 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
                     .stats
                     .moved
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                retiring.push(Box::pin(async move { slot.retired(epoch).await }));
+                retiring.push(Box::pin(async move {
+                    slot.stop_retired();
+                    slot.retired(epoch).await
+                }));
             }
         }
     }

@@ -78,10 +78,25 @@ struct SlotState<M> {
     /// The newest epoch in which the rebalancer found this actor not settled here: a host
     /// allowed under an older epoch must stop.
     retired_at: u64,
+    /// Another node, waiting to take the actor over, asked for the running host to stop
+    /// once it is retired.
+    release_asked: bool,
     /// Messages taken out of a failed activation's mailbox; delivered before `pending`.
     handover: VecDeque<M>,
     /// Messages sent while no activation was taking them.
     pending: VecDeque<Queued<M>>,
+}
+
+/// Drains the running host if it was allowed under an epoch older than the actor's
+/// retirement.
+#[cfg(feature = "cluster")]
+fn drain_if_retired<M>(state: &mut SlotState<M>) {
+    let retired = state.host_epoch.is_some_and(|e| e < state.retired_at);
+    if let (true, Phase::Active(actor)) = (retired, &state.phase) {
+        let actor = actor.clone();
+        state.phase = Phase::Stopping;
+        let _ = actor.drain();
+    }
 }
 
 /// What a lifecycle does after its activation stopped.
@@ -103,6 +118,7 @@ impl<A: VirtualActor> Slot<A> {
                 phase: Phase::Idle,
                 host_epoch: None,
                 retired_at: 0,
+                release_asked: false,
                 handover: VecDeque::new(),
                 pending: VecDeque::new(),
             }),
@@ -240,20 +256,33 @@ impl<A: VirtualActor> Slot<A> {
     }
 
     #[cfg(feature = "cluster")]
-    /// The rebalancer found this actor not settled here in `epoch`: stop any host allowed
-    /// under an older epoch. Returns true if one is running or starting.
+    /// The rebalancer found this actor not settled here in `epoch`: a host allowed under an
+    /// older epoch must stop ([`Self::stop_retired`]; at once if its new owner asked), and no
+    /// lifecycle may start one under such an epoch. Returns true if such a host is running or
+    /// starting.
     pub(crate) fn retire(&self, epoch: u64) -> bool {
         let mut state = self.state.lock();
         state.retired_at = state.retired_at.max(epoch);
-        let stale = state.host_epoch.is_some_and(|e| e < epoch);
-        if stale {
-            if let Phase::Active(actor) = &state.phase {
-                let actor = actor.clone();
-                state.phase = Phase::Stopping;
-                let _ = actor.drain();
-            }
+        if state.release_asked {
+            drain_if_retired(&mut state);
         }
-        stale
+        state.host_epoch.is_some_and(|e| e < epoch)
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Drains the running host if it was retired (it stops once its mailbox is handled).
+    /// Until then it serves as before: the actor's new owner waits for it to stop.
+    pub(crate) fn stop_retired(&self) {
+        drain_if_retired(&mut self.state.lock());
+    }
+
+    #[cfg(feature = "cluster")]
+    /// The actor's new owner waits for the running host to stop: stop it as soon as it is
+    /// retired (now, if it already is).
+    pub(crate) fn ask_release(&self) {
+        let mut state = self.state.lock();
+        state.release_asked = true;
+        drain_if_retired(&mut state);
     }
 
     #[cfg(feature = "cluster")]
@@ -274,6 +303,7 @@ impl<A: VirtualActor> Slot<A> {
     /// If it was retired while starting, it is drained at once instead.
     pub(crate) fn activated(&self, actor: &ActorRef<Msg<A>>) {
         let mut state = self.state.lock();
+        state.release_asked = false;
         if state.host_epoch.is_some_and(|e| state.retired_at > e) {
             state.phase = Phase::Stopping;
             let _ = actor.drain();

@@ -31,6 +31,8 @@ struct Round {
     start: Instant,
     end: Instant,
     slowest: Duration,
+    slowest_id: String,
+    slowest_at: std::time::SystemTime,
     p99: Duration,
     failed: Vec<String>,
 }
@@ -39,6 +41,7 @@ struct Round {
 struct Step {
     what: &'static str,
     start: Instant,
+    start_wall: std::time::SystemTime,
     stable: Instant,
 }
 
@@ -82,13 +85,15 @@ async fn main() {
             while running.load(Ordering::SeqCst) {
                 let group = format!("load{}-", i % GROUPS);
                 let start = Instant::now();
-                let (_, failed, slowest, p99) = n.touch_timed(&group, group_size, 1).await;
+                let touched = n.touch_timed(&group, group_size, 1).await;
                 rounds.push(Round {
                     start,
                     end: Instant::now(),
-                    slowest,
-                    p99,
-                    failed,
+                    slowest: touched.slowest,
+                    slowest_id: touched.slowest_id,
+                    slowest_at: touched.slowest_at,
+                    p99: touched.p99,
+                    failed: touched.errors,
                 });
                 i += 1;
             }
@@ -101,7 +106,7 @@ async fn main() {
     let moves_began = Instant::now();
     let mut steps = Vec::new();
     for _ in 0..2 {
-        let begun = Instant::now();
+        let (begun, begun_wall) = (Instant::now(), std::time::SystemTime::now());
         let mut d = start("d").await.expect("node d");
         for n in [&*a, &*b, &*c, &d] {
             n.wait_stable(&["a", "b", "c", "d"]).await;
@@ -109,10 +114,11 @@ async fn main() {
         steps.push(Step {
             what: "join",
             start: begun,
+            start_wall: begun_wall,
             stable: Instant::now(),
         });
         tokio::time::sleep(settle).await;
-        let begun = Instant::now();
+        let (begun, begun_wall) = (Instant::now(), std::time::SystemTime::now());
         assert!(d.shutdown().await, "d leaves cleanly");
         for n in [&*a, &*b, &*c] {
             n.wait_stable(&["a", "b", "c"]).await;
@@ -120,6 +126,7 @@ async fn main() {
         steps.push(Step {
             what: "leave",
             start: begun,
+            start_wall: begun_wall,
             stable: Instant::now(),
         });
         tokio::time::sleep(settle).await;
@@ -148,7 +155,8 @@ async fn main() {
             .iter()
             .filter(|r| r.end >= step.start && r.start <= step.stable)
             .collect();
-        let slowest = during.iter().map(|r| r.slowest).max().unwrap_or_default();
+        let worst = during.iter().max_by_key(|r| r.slowest);
+        let slowest = worst.map(|r| r.slowest).unwrap_or_default();
         let p99 = during.iter().map(|r| r.p99).max().unwrap_or_default();
         println!(
             "{:<6} {:>16.1?} {:>22.1?} {:>16.1?} {:>13.2}x",
@@ -158,6 +166,17 @@ async fn main() {
             p99,
             p99.as_secs_f64() / p99_before.as_secs_f64().max(1e-9)
         );
+        if let Some(r) = worst {
+            let after = |t: std::time::SystemTime| {
+                t.duration_since(step.start_wall)
+                    .map_or_else(|e| -(e.duration().as_secs_f64()), |d| d.as_secs_f64())
+            };
+            println!(
+                "       slowest call: actor {}, began {:+.3}s after the command",
+                r.slowest_id,
+                after(r.slowest_at)
+            );
+        }
     }
     println!("\nfailed calls: {}", failed.len());
     assert!(failed.is_empty(), "failed calls: {failed:?}");

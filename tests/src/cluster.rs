@@ -59,6 +59,22 @@ impl<'a> NodeSpec<'a> {
     }
 }
 
+/// What [`Node::touch_timed`] saw.
+pub struct Touched {
+    /// Each call's value, `i64::MIN` for a failure.
+    pub values: Vec<i64>,
+    /// The first errors.
+    pub errors: Vec<String>,
+    /// The slowest single call.
+    pub slowest: Duration,
+    /// The calls' 99th percentile.
+    pub p99: Duration,
+    /// The actor the slowest call went to.
+    pub slowest_id: String,
+    /// When the slowest call began, by the node's clock.
+    pub slowest_at: std::time::SystemTime,
+}
+
 impl Node {
     /// Starts a node and waits until it has joined (or failed to).
     pub async fn start(spec: NodeSpec<'_>) -> Result<Node, String> {
@@ -196,26 +212,24 @@ impl Node {
     /// Sends `n` to each of `prefix0 .. prefix{count-1}` (0: reads); returns the values (i64::MIN
     /// for a failure) and the first errors.
     pub async fn touch(&self, prefix: &str, count: usize, n: i64) -> (Vec<i64>, Vec<String>) {
-        let (values, errors, _, _) = self.touch_timed(prefix, count, n).await;
-        (values, errors)
+        let touched = self.touch_timed(prefix, count, n).await;
+        (touched.values, touched.errors)
     }
 
-    /// [`Self::touch`], and the slowest single call and the 99th percentile.
-    pub async fn touch_timed(
-        &self,
-        prefix: &str,
-        count: usize,
-        n: i64,
-    ) -> (Vec<i64>, Vec<String>, Duration, Duration) {
+    /// [`Self::touch`], with the calls' timing.
+    pub async fn touch_timed(&self, prefix: &str, count: usize, n: i64) -> Touched {
         let v = self
             .request(json!({"op": "touch", "prefix": prefix, "count": count, "n": n}))
             .await;
-        (
-            serde_json::from_value(v["values"].clone()).unwrap_or_default(),
-            serde_json::from_value(v["errors"].clone()).unwrap_or_default(),
-            Duration::from_micros(v["slowest_us"].as_u64().unwrap_or(0)),
-            Duration::from_micros(v["p99_us"].as_u64().unwrap_or(0)),
-        )
+        Touched {
+            values: serde_json::from_value(v["values"].clone()).unwrap_or_default(),
+            errors: serde_json::from_value(v["errors"].clone()).unwrap_or_default(),
+            slowest: Duration::from_micros(v["slowest_us"].as_u64().unwrap_or(0)),
+            p99: Duration::from_micros(v["p99_us"].as_u64().unwrap_or(0)),
+            slowest_id: v["slowest_id"].as_str().unwrap_or_default().to_owned(),
+            slowest_at: std::time::UNIX_EPOCH
+                + Duration::from_millis(v["slowest_at_ms"].as_u64().unwrap_or(0)),
+        }
     }
 
     pub async fn stats(&self) -> Value {

@@ -344,12 +344,13 @@ mod cluster_targets {
                 decode: Box::new(|bytes| fuzz::decode_reply(bytes).is_ok()),
             },
             Target {
-                name: "remote: release notice",
+                name: "release: notices",
                 seeds: vec![
-                    fuzz::release_notice("node-a", 7 << 32 | 3),
-                    fuzz::release_notice("", 0),
+                    fuzz::release_notices("node-a", &[("cart-1", 7 << 32 | 3)]),
+                    fuzz::release_notices("n", &[("a", 0), ("b", u64::MAX), ("ü", 1)]),
+                    fuzz::release_notices("", &[]),
                 ],
-                decode: Box::new(|bytes| fuzz::decode_release_notice(bytes).is_ok()),
+                decode: Box::new(|bytes| fuzz::decode_release_notices(bytes).is_ok()),
             },
             Target {
                 name: "remote: message decode",

@@ -945,15 +945,15 @@ async fn joins_and_graceful_leaves_under_load_fail_no_call() {
                 // A group of actors, 64 calls at a time.
                 let group = format!("load{}-", round % 10);
                 let during = moving.load(Ordering::SeqCst);
-                let (values, errors, slowest, p99) = n.touch_timed(&group, group_size, 1).await;
-                worst = worst.max(slowest);
+                let touched = n.touch_timed(&group, group_size, 1).await;
+                worst = worst.max(touched.slowest);
                 if during {
-                    moving_p99 = moving_p99.max(p99);
+                    moving_p99 = moving_p99.max(touched.p99);
                 } else {
-                    steady_p99 = steady_p99.max(p99);
+                    steady_p99 = steady_p99.max(touched.p99);
                 }
-                calls += values.len();
-                failed.extend(errors);
+                calls += touched.values.len();
+                failed.extend(touched.errors);
                 round += 1;
                 finished.fetch_add(1, Ordering::SeqCst);
             }

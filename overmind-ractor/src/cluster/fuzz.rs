@@ -23,18 +23,21 @@ pub fn decode_reply(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Decodes a release notice's arguments as a router does: Ok if they name a lease.
-pub fn decode_release_notice(args: &[u8]) -> Result<(), String> {
-    super::remote::ReleasedLease::decode(args)
+/// Decodes a batch of release notices as a router does: Ok if it is one.
+pub fn decode_release_notices(args: &[u8]) -> Result<(), String> {
+    super::release::ReleaseBatch::decode(args)
         .map(|_| ())
-        .ok_or_else(|| "not a release notice".to_owned())
+        .map_err(|e| e.to_string())
 }
 
-/// A release notice's arguments naming `node`'s activation `activation`: a seed.
-pub fn release_notice(node: &str, activation: u64) -> Vec<u8> {
-    super::remote::ReleasedLease {
+/// A batch of release notices: `node`'s activations that stopped, by actor id. A seed.
+pub fn release_notices(node: &str, released: &[(&str, u64)]) -> Vec<u8> {
+    super::release::ReleaseBatch {
         node: node.to_owned(),
-        activation,
+        released: released
+            .iter()
+            .map(|(id, a)| ((*id).to_owned(), *a))
+            .collect(),
     }
     .encode()
 }

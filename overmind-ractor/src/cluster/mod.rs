@@ -12,6 +12,7 @@ pub(crate) mod connect;
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod rebalance;
+pub(crate) mod release;
 pub(crate) mod remote;
 pub(crate) mod router;
 pub(crate) mod start;
@@ -238,6 +239,8 @@ pub(crate) struct ClusterLink {
     pub(crate) addr: String,
     pub(crate) stop: watch::Sender<bool>,
     outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<remote::Outbox>>>,
+    /// Release notices not yet handed to an outbox.
+    pub(crate) releases: release::Outgoing,
     /// Calls waiting for a reply from another node (this node's own, or ones it relays).
     in_flight: std::sync::atomic::AtomicUsize,
     /// Set when this node starts leaving the cluster: once it has left, it keeps routing by
@@ -266,6 +269,7 @@ impl ClusterLink {
             addr,
             stop: watch::channel(false).0,
             outboxes: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            releases: release::Outgoing::default(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             leaving: std::sync::atomic::AtomicBool::new(false),
             last_arrival: parking_lot::Mutex::new(std::time::Instant::now()),
@@ -299,6 +303,7 @@ impl ClusterLink {
                 .upgrade()
                 .is_none_or(|rt| rt.lifecycles_running() == 0)
                 && self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+                && self.releases.is_empty()
                 && self.outboxes.lock().values().all(|o| o.is_empty())
                 && self.last_arrival.lock().elapsed() >= quiet;
             if idle {

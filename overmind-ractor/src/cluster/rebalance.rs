@@ -5,7 +5,8 @@
 //! 2. retires every activation whose actor is not *settled* here in the view (this node owns
 //!    it in every epoch since the last stable one) — exactly the activations a new owner could
 //!    otherwise overlap with; settled ones are not touched;
-//! 3. waits until those activations have stopped (each drains its mailbox and stores);
+//! 3. stops those activations, [`RETIRE_AT_ONCE`] at a time (each drains its mailbox; one
+//!    whose new owner asks for it goes first), and waits until they have stopped;
 //! 4. reports the epoch as applied. The leader marks an epoch stable once every live member
 //!    has applied it; only then may new owners activate what moved.
 //!
@@ -18,6 +19,9 @@ use overmind_core::membership::Membership;
 
 use super::{ClusterLink, router::Kinds, stopped};
 use crate::runtime::Runtime;
+
+/// How many retired activations are stopping at once while a view is applied.
+const RETIRE_AT_ONCE: usize = 64;
 
 pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<ClusterLink>) {
     let membership = link.membership.clone();
@@ -55,7 +59,16 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
             if moving > 0 {
                 tracing::info!(node = %link.config.node, epoch, moving, "handing over actors");
             }
-            futures::future::join_all(retiring).await;
+            // A few at a time, so calls to actors that stay are not starved meanwhile; one
+            // that another node is waiting for is stopped at once (`expedite`).
+            futures::StreamExt::for_each(
+                futures::StreamExt::buffer_unordered(
+                    futures::stream::iter(retiring),
+                    RETIRE_AT_ONCE,
+                ),
+                |()| async {},
+            )
+            .await;
             if moving > 0 {
                 tracing::info!(node = %link.config.node, epoch, moving, took = ?started.elapsed(), "handed over actors");
             }

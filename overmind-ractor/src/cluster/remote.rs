@@ -13,7 +13,7 @@ use ractor::{Message, RpcReplyPort, message::SerializedMessage};
 use tokio::sync::oneshot;
 
 use super::{
-    ClusterLink,
+    ClusterLink, release,
     router::{RouterMsg, respond},
     wire::{Envelope, Reply},
 };
@@ -28,10 +28,6 @@ use crate::{
 /// The variant name of a delete request. No message of a user's type has it: ractor's
 /// variant names are Rust identifiers.
 pub(crate) const DELETE_VARIANT: &str = "\0overmind:delete";
-
-/// The variant name of a release notice: the activation holding a lease on the actor has
-/// stopped for good. A cast; its arguments are [`ReleasedLease`]'s encoding.
-pub(crate) const RELEASED_VARIANT: &str = "\0overmind:released";
 
 /// Most routers an envelope may pass through before it is refused. Each forward carries a
 /// newer view than the last (see [`route`]), so this bounds how many view changes a message
@@ -307,59 +303,6 @@ pub(crate) fn forward<A: VirtualActor>(
     }
 }
 
-/// Which activation stopped: its lease's node and activation number (unique per node
-/// registration, so a notice stays true forever).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReleasedLease {
-    pub(crate) node: String,
-    pub(crate) activation: u64,
-}
-
-impl ReleasedLease {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = self.activation.to_le_bytes().to_vec();
-        out.extend_from_slice(self.node.as_bytes());
-        out
-    }
-
-    /// Reads a notice's arguments; None if they are not one (a hostile or broken peer).
-    pub(crate) fn decode(args: &[u8]) -> Option<Self> {
-        let (activation, node) = args.split_first_chunk::<8>()?;
-        let node = std::str::from_utf8(node).ok()?;
-        (node.len() <= 255).then(|| Self {
-            node: node.to_owned(),
-            activation: u64::from_le_bytes(*activation),
-        })
-    }
-}
-
-/// Tells the actor's owner in this node's view, if that is another node, that the
-/// activation holding `lease` has stopped: the owner may take the actor over without waiting
-/// for the epoch that moved it to be stable.
-pub(crate) fn announce_release(rt: &Runtime, key: &ActorKey, lease: &overmind_core::codec::Lease) {
-    let (Some(owner), Some(link)) = (
-        rt.placement.remote_owner(&key.to_string()),
-        rt.cluster.get(),
-    ) else {
-        return;
-    };
-    let released = ReleasedLease {
-        node: lease.node.clone(),
-        activation: lease.activation,
-    };
-    let envelope = Envelope {
-        kind: key.kind().to_owned(),
-        id: key.id().to_owned(),
-        epoch: rt.placement.epoch(),
-        hops: 0,
-        variant: RELEASED_VARIANT.to_owned(),
-        args: released.encode(),
-    };
-    if let Ok(bytes) = envelope.encode() {
-        link.outbox(&owner.name).send(link, bytes, None);
-    }
-}
-
 /// Asks the router of `owner` to delete `key`; `done` gets the outcome.
 pub(crate) fn send_delete(rt: &Runtime, key: &ActorKey, owner: &Member, done: Deletion) {
     let envelope = Envelope {
@@ -442,10 +385,21 @@ pub(crate) fn deliver<A: VirtualActor>(
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
 ) {
-    if envelope.variant == RELEASED_VARIANT {
-        match ReleasedLease::decode(&envelope.args) {
-            Some(released) => kind.note_release(&envelope.id, released),
-            None => tracing::warn!(kind = A::KIND, "dropping an undecodable release notice"),
+    if envelope.variant == release::RELEASE_VARIANT {
+        tracing::debug!(kind = A::KIND, id = %envelope.id, "asked to release");
+        kind.expedite(&envelope.id);
+        return respond(reply, Ok(Vec::new()));
+    }
+    if envelope.variant == release::RELEASED_VARIANT {
+        match release::ReleaseBatch::decode(&envelope.args) {
+            Ok(batch) => {
+                tracing::debug!(kind = A::KIND, node = %batch.node, count = batch.released.len(), "release notices");
+                for (id, activation) in batch.released {
+                    let node = batch.node.clone();
+                    kind.note_release(&id, release::ReleasedLease { node, activation });
+                }
+            }
+            Err(error) => tracing::warn!(kind = A::KIND, %error, "dropping release notices"),
         }
         return respond(reply, Ok(Vec::new()));
     }

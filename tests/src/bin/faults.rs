@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo run --release -p overmind-tests --features cluster --bin overmind-faults -- \
-//!     --runs 20 --seconds 60 [--seed 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
+//!     --runs 20 --seconds 60 [--seed 1] [--warm 0] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
 //! ```
+//!
+//! `--warm N` makes N more actors active before the load starts (and after each join and
+//! leave of `Scale`), so planned moves hand that many activations over.
 
 use overmind_tests::faults::{self, Binaries, Fault, Plan};
 
@@ -17,9 +20,14 @@ async fn main() {
                 .map_err(|_| format!("--{k} takes a whole number, not {v:?}"))
         })
     };
-    let (runs, seconds, seed) = match (num("runs", 5), num("seconds", 30), num("seed", 1)) {
-        (Ok(r), Ok(s), Ok(e)) => (r, s, e),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+    let (runs, seconds, seed, warm) = match (
+        num("runs", 5),
+        num("seconds", 30),
+        num("seed", 1),
+        num("warm", 0),
+    ) {
+        (Ok(r), Ok(s), Ok(e), Ok(w)) => (r, s, e, w as usize),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
             eprintln!("{e}");
             std::process::exit(2);
         }
@@ -54,7 +62,7 @@ async fn main() {
     }
     let mut reports = Vec::new();
     for run in 0..runs {
-        let report = faults::run(&bins, plan, seed + run, seconds).await;
+        let report = faults::run_warm(&bins, plan, seed + run, seconds, warm).await;
         println!(
             "run {}/{runs}: {} violations",
             run + 1,

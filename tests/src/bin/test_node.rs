@@ -179,16 +179,27 @@ fn now_ms() -> u128 {
         .unwrap_or_default()
 }
 
+/// Log lines name the node after the time: the nodes of a test share one stderr.
+struct NodeTime(String);
+
+impl tracing_subscriber::fmt::time::FormatTime for NodeTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        tracing_subscriber::fmt::time::SystemTime.format_time(w)?;
+        write!(w, " [{}]", self.0)
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args = overmind_tests::process::flags();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,ractor_cluster=error".into()),
         )
+        .with_timer(NodeTime(args.get("node").cloned().unwrap_or_default()))
         .with_writer(std::io::stderr)
         .init();
-    let args = overmind_tests::process::flags();
     let get = |k: &str| args.get(k).cloned().unwrap_or_default();
     let ms = |k: &str, default: u64| {
         Duration::from_millis(args.get(k).and_then(|v| v.parse().ok()).unwrap_or(default))
@@ -468,21 +479,26 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
             let mut errors = Vec::new();
             let mut values = Vec::new();
             let mut took_all = Vec::with_capacity(count as usize);
+            let mut slowest_call = None;
             let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
             for chunk in ids.chunks(64) {
                 let calls = chunk.iter().map(|id| {
                     let h = om.actor::<A>(id.clone());
                     async move {
                         let t0 = std::time::Instant::now();
+                        let at = std::time::SystemTime::now();
                         let r = if n == 0 {
                             h.call(CounterMsg::Get, timeout).await
                         } else {
                             h.call(|r| CounterMsg::AddAndGet(n, r), timeout).await
                         };
-                        (r, t0.elapsed())
+                        (r, t0.elapsed(), at, id)
                     }
                 });
-                for (r, took) in futures::future::join_all(calls).await {
+                for (r, took, at, id) in futures::future::join_all(calls).await {
+                    if slowest_call.as_ref().is_none_or(|(t, _, _)| took > *t) {
+                        slowest_call = Some((took, at, id.clone()));
+                    }
                     took_all.push(took);
                     match r {
                         Ok(v) => values.push(v),
@@ -500,8 +516,18 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 .get(took_all.len().saturating_sub(1) * 99 / 100)
                 .copied()
                 .unwrap_or_default();
+            // Which call was slowest, and when it began (ms since the Unix epoch), to find it
+            // in the nodes' logs.
+            let (slowest_id, slowest_at_ms) =
+                slowest_call.map_or((String::new(), 0), |(_, at, id)| {
+                    let ms = at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    (id, ms)
+                });
             json!({"values": values, "errors": errors,
-                   "slowest_us": slowest.as_micros() as u64, "p99_us": p99.as_micros() as u64})
+                   "slowest_us": slowest.as_micros() as u64, "p99_us": p99.as_micros() as u64,
+                   "slowest_id": slowest_id, "slowest_at_ms": slowest_at_ms})
         }
         "stats" => {
             let s = om.stats();

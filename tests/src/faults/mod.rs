@@ -131,6 +131,9 @@ struct Cluster {
     wiped_at_epoch: Option<u64>,
     /// The names of the nodes that joined and left while scaling (their events count too).
     extra_names: Vec<String>,
+    /// Actors made active (read once) besides the checked ones, so that planned moves hand
+    /// many activations over.
+    warm: usize,
 }
 
 impl Cluster {
@@ -169,6 +172,7 @@ impl Cluster {
             kills: HashMap::new(),
             wiped_at_epoch: None,
             extra_names: Vec::new(),
+            warm: 0,
         };
         for i in 0..NODES {
             cluster.start_node(i).await;
@@ -212,6 +216,21 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("node {}: {e}", self.names[i]));
         self.nodes[i] = Some(node);
         self.paused[i] = false;
+    }
+
+    /// Activates the warm actors (`warm-0`, `warm-1`, ...) through the first running node:
+    /// wherever they live now, they are active there.
+    async fn warm_up(&self) {
+        if self.warm == 0 {
+            return;
+        }
+        let Some(node) = self.nodes.iter().flatten().next() else {
+            return;
+        };
+        let (_, errors) = node.touch("warm-", self.warm, 0).await;
+        if !errors.is_empty() {
+            eprintln!("warming {} actors: {errors:?}", self.warm);
+        }
     }
 
     /// Starts a node that is not one of the cluster's own: a new name, reaching ZooKeeper and
@@ -356,12 +375,14 @@ impl Cluster {
                     for node in self.nodes.iter().flatten().chain([&extra]) {
                         node.wait_stable(&grown).await;
                     }
+                    self.warm_up().await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     extra.shutdown().await;
                     let names: Vec<&str> = own.iter().map(String::as_str).collect();
                     for node in self.nodes.iter().flatten() {
                         node.wait_stable(&names).await;
                     }
+                    self.warm_up().await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 format!("scaled out to {} and back, twice", self.names.len() + 1)
@@ -500,8 +521,17 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
 
 /// Runs one plan for `seconds` of workload.
 pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report {
+    run_warm(bins, plan, seed, seconds, 0).await
+}
+
+/// [`run`], with `warm` more actors made active before the clients start (and again after
+/// each step of [`Fault::Scale`]), so that planned moves hand many activations over while
+/// the checked actors are called. Every activation's events are checked, the warm ones' too.
+pub async fn run_warm(bins: &Binaries, plan: Plan, seed: u64, seconds: u64, warm: usize) -> Report {
     let mut rng = Rng::new(seed);
     let mut cluster = Cluster::start(bins).await;
+    cluster.warm = warm;
+    cluster.warm_up().await;
     let started = Instant::now();
     let clients = cluster.start_clients(seconds, seed);
     let until = started + Duration::from_secs(seconds);
