@@ -230,7 +230,7 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
         envelope: crate::cluster::wire::Envelope,
         reply: Option<ractor::RpcReplyPort<Vec<u8>>>,
     ) {
-        crate::cluster::remote::deliver(self, rt, envelope, reply);
+        crate::cluster::inbound::deliver(self, rt, envelope, reply);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

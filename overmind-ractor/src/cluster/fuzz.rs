@@ -62,7 +62,7 @@ pub fn decode_message<M: Message>(variant: &str, args: &[u8], call: bool) -> Res
             metadata: None,
         }
     };
-    super::remote::decode_message::<M>("fuzz", serialized).map_err(|e| e.to_string())
+    super::inbound::decode_message::<M>("fuzz", serialized).map_err(|e| e.to_string())
 }
 
 /// A valid envelope frame: seeds for the harness, and a way for a test to call a router

@@ -11,10 +11,13 @@
 pub(crate) mod connect;
 #[doc(hidden)]
 pub mod fuzz;
+pub(crate) mod inbound;
+pub(crate) mod outbox;
 pub(crate) mod rebalance;
 pub(crate) mod release;
 pub(crate) mod remote;
 pub(crate) mod router;
+pub(crate) mod routing;
 pub(crate) mod start;
 pub(crate) mod transport;
 pub(crate) mod wire;
@@ -238,7 +241,7 @@ pub(crate) struct ClusterLink {
     pub(crate) node_server: ActorRef<NodeServerMessage>,
     pub(crate) addr: String,
     pub(crate) stop: watch::Sender<bool>,
-    outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<remote::Outbox>>>,
+    outboxes: parking_lot::Mutex<std::collections::HashMap<String, Arc<outbox::Outbox>>>,
     /// Release notices not yet handed to an outbox.
     pub(crate) releases: release::Outgoing,
     /// Calls waiting for a reply from another node (this node's own, or ones it relays).
@@ -343,11 +346,11 @@ impl ClusterLink {
     }
 
     /// The ordered outbox for `node`.
-    pub(crate) fn outbox(&self, node: &str) -> Arc<remote::Outbox> {
+    pub(crate) fn outbox(&self, node: &str) -> Arc<outbox::Outbox> {
         self.outboxes
             .lock()
             .entry(node.to_owned())
-            .or_insert_with(|| Arc::new(remote::Outbox::new(node.to_owned())))
+            .or_insert_with(|| Arc::new(outbox::Outbox::new(node.to_owned())))
             .clone()
     }
 }

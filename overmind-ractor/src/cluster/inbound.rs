@@ -1,0 +1,237 @@
+//! Envelopes that arrive from other nodes: release notices and requests, deletes, and user
+//! messages, delivered to the actor here or passed on to its owner.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use overmind_core::{ActorKey, membership::Member};
+use ractor::{Message, RpcReplyPort, message::SerializedMessage};
+use tokio::sync::oneshot;
+
+use super::{
+    release,
+    remote::{Answer, DELETE_VARIANT, ask, link, unavailable},
+    router::respond,
+    routing::{Route, must_catch_up, route},
+    wire::Envelope,
+};
+use crate::{Error, VirtualActor, registry::Kind, reply::Relay, runtime::Runtime, slot::Slot};
+
+/// Delivers an envelope that arrived from another node.
+pub(crate) fn deliver<A: VirtualActor>(
+    kind: Arc<Kind<A>>,
+    rt: &Arc<Runtime>,
+    envelope: Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    if envelope.variant == release::RELEASE_VARIANT {
+        tracing::debug!(kind = A::KIND, id = %envelope.id, "asked to release");
+        kind.expedite(&envelope.id);
+        return respond(reply, Ok(Vec::new()));
+    }
+    if envelope.variant == release::RELEASED_VARIANT {
+        match release::ReleaseBatch::decode(&envelope.args) {
+            Ok(batch) => {
+                tracing::debug!(kind = A::KIND, node = %batch.node, count = batch.released.len(), "release notices");
+                for (id, activation) in batch.released {
+                    let node = batch.node.clone();
+                    kind.note_release(&id, release::ReleasedLease { node, activation });
+                }
+            }
+            Err(error) => tracing::warn!(kind = A::KIND, %error, "dropping release notices"),
+        }
+        return respond(reply, Ok(Vec::new()));
+    }
+    if !must_catch_up(envelope.epoch, rt.placement.epoch()) {
+        return deliver_now(kind, rt, envelope, reply);
+    }
+    // The sender saw a newer view: catch up before deciding where the actor lives.
+    let rt = rt.clone();
+    tokio::spawn(async move {
+        let mut changes = rt.placement.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while rt.placement.epoch() < envelope.epoch {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        deliver_now(kind, &rt, envelope, reply);
+    });
+}
+
+fn decode<A: VirtualActor>(serialized: SerializedMessage) -> Result<A::Msg, Error> {
+    decode_message::<A::Msg>(A::KIND, serialized)
+}
+
+/// Decodes a user message from a peer with ractor's serialization (the `RactorClusterMessage`
+/// derive). What that can do with hostile bytes, as of ractor 0.16.5: the derive checks each
+/// field's u64 length against the bytes that remain before slicing (so nothing is allocated
+/// by a declared length) and catches a panic in each field's `from_bytes`; the built-in
+/// `from_bytes` impls allocate at most their input (numbers, `String`, `Vec<number>`) but
+/// panic on short input, bad UTF-8 or a bad `char`, and a user's own impl may do anything.
+/// So the frame's size is bounded before (it came in one frame, at most
+/// [`super::wire::MAX_FRAME_LEN`]) and every panic is caught here too.
+pub(crate) fn decode_message<M: Message>(
+    kind: &str,
+    serialized: SerializedMessage,
+) -> Result<M, Error> {
+    let bad = |why: &str| Error::BadFrame {
+        reason: format!(
+            "a message for kind {kind:?} {why} as {}",
+            std::any::type_name::<M>()
+        ),
+    };
+    let (SerializedMessage::Cast { args, .. } | SerializedMessage::Call { args, .. }) = &serialized
+    else {
+        return Err(bad("is neither a cast nor a call"));
+    };
+    if args.len() > super::wire::MAX_FRAME_LEN {
+        return Err(bad("is longer than a frame may be"));
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| M::deserialize(serialized))) {
+        Ok(Ok(msg)) => Ok(msg),
+        Ok(Err(_)) => Err(bad("does not decode (unknown variant, or bad fields)")),
+        Err(_) => Err(bad("panicked while decoding")),
+    }
+}
+
+fn deliver_now<A: VirtualActor>(
+    kind: Arc<Kind<A>>,
+    rt: &Arc<Runtime>,
+    envelope: Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    let key = match ActorKey::new(A::KIND, envelope.id.clone()) {
+        Ok(key) => key,
+        Err(e) => return respond(reply, Err(e.into())),
+    };
+    // The caller has caught up, or waited as long as it will (`deliver`).
+    let here = rt.placement.epoch();
+    let owner = rt.placement.remote_owner(&key.to_string());
+    match route(envelope.epoch, envelope.hops, here, owner) {
+        Route::Here => {}
+        Route::GiveUp => {
+            return respond(
+                reply,
+                Err(unavailable(
+                    &key,
+                    "its ownership kept moving while the message chased it".into(),
+                )),
+            );
+        }
+        // Our view differs from the sender's: pass it on.
+        Route::Forward { to, epoch, hops } => {
+            let forwarded = Envelope {
+                epoch,
+                hops,
+                ..envelope
+            };
+            return relay_on(rt, &key, &to, &forwarded, reply);
+        }
+    }
+    let slot = kind.slot(key.clone());
+    if envelope.variant == DELETE_VARIANT {
+        return deliver_delete(&slot, reply);
+    }
+    let Envelope { variant, args, .. } = envelope;
+    match reply {
+        None => {
+            let msg = match decode::<A>(SerializedMessage::Cast {
+                variant,
+                args,
+                metadata: None,
+            }) {
+                Ok(msg) => msg,
+                Err(error) => return tracing::warn!(%key, %error, "dropping an undecodable cast"),
+            };
+            if let Err(e) = slot.send(msg, None) {
+                tracing::warn!(%key, error = %e.error, "could not deliver a cast from another node");
+            }
+        }
+        Some(reply) => {
+            let (port, relay, caller) = Relay::<Vec<u8>>::remote(slot.gate.clone());
+            let msg = match decode::<A>(SerializedMessage::Call {
+                variant,
+                args,
+                reply: port.into(),
+                metadata: None,
+            }) {
+                Ok(msg) => msg,
+                Err(error) => {
+                    tracing::warn!(%key, %error, "answering an undecodable call with an error");
+                    return respond(Some(reply), Err(error));
+                }
+            };
+            if let Err(e) = slot.send(msg, Some(relay)) {
+                return respond(Some(reply), Err(e.error));
+            }
+            let key = key.clone();
+            let in_flight = rt.cluster.get().map(|link| link.call_in_flight());
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                let result = caller.await.unwrap_or(Err(Error::NoReply { key }));
+                respond(Some(reply), result);
+            });
+        }
+    }
+}
+
+/// Deletes the actor here, its owner, and answers when the record is gone.
+fn deliver_delete<A: VirtualActor>(slot: &Arc<Slot<A>>, reply: Option<RpcReplyPort<Vec<u8>>>) {
+    let (done, outcome) = oneshot::channel();
+    if let Err(error) = slot.delete(done) {
+        return respond(reply, Err(error));
+    }
+    let key = slot.key.clone();
+    // Counted like a call, so a leaving node keeps its links until the delete answered.
+    let in_flight = slot.kind.rt.cluster.get().map(|link| link.call_in_flight());
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
+        respond(reply, result.map(|()| Vec::new()));
+    });
+}
+
+/// Passes an envelope on to `owner`, piping a call's reply back.
+fn relay_on(
+    rt: &Runtime,
+    key: &ActorKey,
+    owner: &Member,
+    envelope: &Envelope,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
+    let link = match link(rt, key) {
+        Ok(link) => link,
+        Err(e) => return respond(reply, Err(e)),
+    };
+    let bytes = match envelope.encode() {
+        Ok(bytes) => bytes,
+        Err(reason) => {
+            let key = key.clone();
+            return respond(reply, Err(Error::Encode { key, reason }));
+        }
+    };
+    let Some(reply) = reply else {
+        link.outbox(&owner.name).send(&link, bytes, None);
+        return;
+    };
+    let answer = ask(&link, &owner.name, bytes);
+    let (key, node) = (key.clone(), owner.name.clone());
+    tokio::spawn(async move {
+        match answer.await {
+            // The owner's reply frame goes back unchanged.
+            Answer::Replied(bytes, _) => {
+                let _ = reply.send(bytes);
+            }
+            Answer::Closed => respond(
+                Some(reply),
+                Err(unavailable(
+                    &key,
+                    format!("the link to node {node} closed before it replied"),
+                )),
+            ),
+            Answer::TimedOut(timeout) => respond(Some(reply), Err(Error::Timeout { key, timeout })),
+        }
+    });
+}
