@@ -55,8 +55,12 @@ impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
 /// Where one message goes.
 pub(crate) enum Route<A: VirtualActor> {
     Local(Arc<Slot<A>>),
+    /// To `owner`'s node, through the handle's routed target.
     #[cfg(feature = "cluster")]
-    Remote(overmind_core::membership::Member),
+    Remote {
+        via: Arc<routed::Routed<A>>,
+        owner: overmind_core::membership::Member,
+    },
 }
 
 impl<A: VirtualActor> VirtualRef<A> {
@@ -110,10 +114,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         match route {
             Route::Local(slot) => slot.send(message, None),
             #[cfg(feature = "cluster")]
-            Route::Remote(owner) => {
-                let Target::Routed(r) = &self.target else {
-                    unreachable!("only routed handles route remotely")
-                };
+            Route::Remote { via: r, owner } => {
                 match r.send_remote(&owner, message)? {
                     Ok(_) => Ok(()),
                     // Encoding consumed the message and failed: nothing to hand back.
@@ -149,10 +150,7 @@ impl<A: VirtualActor> VirtualRef<A> {
                     })
                 }
                 #[cfg(feature = "cluster")]
-                Route::Remote(owner) => {
-                    let Target::Routed(r) = &self.target else {
-                        unreachable!("only routed handles route remotely")
-                    };
+                Route::Remote { via: r, owner } => {
                     let (port, reply) = tokio::sync::oneshot::channel();
                     let outcome = r
                         .send_remote(&owner, build(port_with(port, timeout)))
@@ -205,10 +203,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         match self.route()? {
             Route::Local(slot) => slot.delete(done)?,
             #[cfg(feature = "cluster")]
-            Route::Remote(owner) => {
-                let Target::Routed(r) = &self.target else {
-                    unreachable!("only routed handles route remotely")
-                };
+            Route::Remote { via: r, owner } => {
                 crate::cluster::remote::send_delete(&r.kind_rt(), &key, &owner, done);
             }
         }
@@ -249,6 +244,18 @@ mod routed {
         Remote(Member),
     }
 
+    impl<A: VirtualActor> Cached<A> {
+        fn route(&self, via: &Arc<Routed<A>>) -> Route<A> {
+            match self {
+                Cached::Local(slot) => Route::Local(slot.clone()),
+                Cached::Remote(owner) => Route::Remote {
+                    via: via.clone(),
+                    owner: owner.clone(),
+                },
+            }
+        }
+    }
+
     impl<A: VirtualActor> Routed<A> {
         pub(crate) fn new(kind: Arc<Kind<A>>, key: ActorKey) -> Self {
             Self {
@@ -260,23 +267,22 @@ mod routed {
         }
 
         /// Where a message goes now: cached until the epoch changes.
-        pub(crate) fn route(&self) -> Route<A> {
+        pub(crate) fn route(self: &Arc<Self>) -> Route<A> {
             let placement = &self.kind.rt.placement;
             let epoch = placement.epoch();
             let mut cache = self.cache.lock();
-            let fresh = matches!(&*cache, Some((e, _)) if *e == epoch);
-            if !fresh {
-                let cached = match placement.remote_owner_by_hash(self.hash) {
-                    Some(owner) => Cached::Remote(owner),
-                    None => Cached::Local(self.kind.slot(self.key.clone())),
-                };
-                *cache = Some((epoch, cached));
+            if let Some((e, cached)) = &*cache {
+                if *e == epoch {
+                    return cached.route(self);
+                }
             }
-            match &*cache {
-                Some((_, Cached::Remote(owner))) => Route::Remote(owner.clone()),
-                Some((_, Cached::Local(slot))) => Route::Local(slot.clone()),
-                None => unreachable!("filled above"),
-            }
+            let cached = match placement.remote_owner_by_hash(self.hash) {
+                Some(owner) => Cached::Remote(owner),
+                None => Cached::Local(self.kind.slot(self.key.clone())),
+            };
+            let route = cached.route(self);
+            *cache = Some((epoch, cached));
+            route
         }
 
         /// The runtime the handle's kind runs on.

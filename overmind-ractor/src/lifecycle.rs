@@ -172,7 +172,11 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 }
                 break;
             }
-            Ok((actor, join, activation)) => {
+            Ok(Started {
+                actor,
+                join,
+                activation,
+            }) => {
                 blocked_since = None;
                 tracing::debug!(key = %slot.key, epoch = grant.epoch, handover = ?grant.handover, "activated");
                 rt.activation_event(
@@ -436,75 +440,113 @@ enum Fresh {
     Rewrite,
 }
 
+/// A host that started serving.
+struct Started<M> {
+    actor: ActorRef<M>,
+    join: JoinHandle<()>,
+    /// Its activation number (its lease's, in a cluster).
+    activation: u64,
+}
+
 /// Loads the stored state, takes the lease (in a cluster) and spawns the host, for
-/// registration `member`.
+/// registration `grant.member`.
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
     grant: Grant,
-) -> Result<(ActorRef<A::Msg>, JoinHandle<()>, u64), ActivationError> {
-    let Grant { epoch, member, .. } = grant;
+) -> Result<Started<A::Msg>, ActivationError> {
     let rt = &slot.kind.rt;
-    let (mut version, record) = match rt
-        .store
-        .load(&slot.key)
-        .await
-        .map_err(ActivationError::Store)?
-    {
-        None => (overmind_core::Version::ABSENT, None),
-        Some(stored) => (
-            stored.version,
-            Some(
-                Record::decode_for(&stored.bytes, A::KIND)
-                    .map_err(ActivationError::CorruptRecord)?,
-            ),
-        ),
-    };
+    let (version, record) = load_record(slot).await?;
     let stored = read_state(slot, record.as_ref().and_then(|r| r.payload.as_ref()))?;
-    let rewrite = stored
-        .as_ref()
-        .is_some_and(|(_, _, f)| *f == Fresh::Rewrite);
-    // In a cluster, take the lease before serving: the write moves the record's version, so
-    // any other activation of this actor can no longer save (fencing), and every save of this
-    // one is conditional on the version it returns. A migrated state is stored in the same
-    // write; on a single node it is stored on its own, conditional like every save.
-    let lease = if rt.placement.is_fixed() {
-        if rewrite {
-            let state = stored
-                .as_ref()
-                .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
-            let bytes = codec::encode_record(A::KIND, None, state);
-            version = rt
-                .store
-                .save(&slot.key, version, &bytes)
-                .await
-                .map_err(fenced)?;
-        }
-        None
-    } else {
-        check_lease(slot, record.as_ref().and_then(|r| r.lease.as_ref()), grant)?;
-        let lease = rt.placement.new_lease(epoch, member);
-        let state = stored
-            .as_ref()
-            .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
-        let taken = codec::encode_record(A::KIND, Some(&lease), state);
-        version = rt
-            .store
-            .save(&slot.key, version, &taken)
-            .await
-            .map_err(fenced)?;
-        Some(lease)
-    };
-    let stored = stored.map(|(state, payload, _)| (state, payload.bytes));
+    let (version, lease) = store_before_serving(slot, grant, version, record, &stored).await?;
     let activation = lease
         .as_ref()
         .map_or_else(|| rt.placement.next_activation(), |l| l.activation);
     let loaded = Loaded {
         version,
-        stored,
+        stored: stored.map(|(state, payload, _)| (state, payload.bytes)),
         lease,
         activation,
-        member,
+        member: grant.member,
     };
+    let (actor, join) = spawn_host(slot, loaded).await?;
+    Ok(Started {
+        actor,
+        join,
+        activation,
+    })
+}
+
+/// The actor's stored record and its version (absent if never stored).
+async fn load_record<A: VirtualActor>(
+    slot: &Slot<A>,
+) -> Result<(overmind_core::Version, Option<Record>), ActivationError> {
+    let stored = slot
+        .kind
+        .rt
+        .store
+        .load(&slot.key)
+        .await
+        .map_err(ActivationError::Store)?;
+    match stored {
+        None => Ok((overmind_core::Version::ABSENT, None)),
+        Some(stored) => Ok((
+            stored.version,
+            Some(
+                Record::decode_for(&stored.bytes, A::KIND)
+                    .map_err(ActivationError::CorruptRecord)?,
+            ),
+        )),
+    }
+}
+
+/// What must be stored before the activation serves, returning the record's new version and
+/// the lease taken. In a cluster, the lease: the write moves the record's version, so any
+/// other activation of this actor can no longer save (fencing), and every save of this one is
+/// conditional on the version it returns; a migrated state goes in the same write. On a
+/// single node, only a migrated state, conditional like every save.
+async fn store_before_serving<A: VirtualActor>(
+    slot: &Slot<A>,
+    grant: Grant,
+    version: overmind_core::Version,
+    record: Option<Record>,
+    stored: &Option<(A::PersistedState, Payload, Fresh)>,
+) -> Result<(overmind_core::Version, Option<overmind_core::codec::Lease>), ActivationError> {
+    let rt = &slot.kind.rt;
+    let state = stored
+        .as_ref()
+        .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
+    if rt.placement.is_fixed() {
+        if !stored
+            .as_ref()
+            .is_some_and(|(_, _, f)| *f == Fresh::Rewrite)
+        {
+            return Ok((version, None));
+        }
+        let bytes = codec::encode_record(A::KIND, None, state);
+        let version = rt
+            .store
+            .save(&slot.key, version, &bytes)
+            .await
+            .map_err(fenced)?;
+        return Ok((version, None));
+    }
+    check_lease(slot, record.as_ref().and_then(|r| r.lease.as_ref()), grant)?;
+    let lease = rt.placement.new_lease(grant.epoch, grant.member);
+    let taken = codec::encode_record(A::KIND, Some(&lease), state);
+    let version = rt
+        .store
+        .save(&slot.key, version, &taken)
+        .await
+        .map_err(fenced)?;
+    Ok((version, Some(lease)))
+}
+
+/// Spawns the host for `loaded`, under the Overmind's supervisor when there is one.
+async fn spawn_host<A: VirtualActor>(
+    slot: &Arc<Slot<A>>,
+    loaded: Loaded<A::PersistedState>,
+) -> Result<(ActorRef<A::Msg>, JoinHandle<()>), ActivationError> {
+    let rt = &slot.kind.rt;
     let actor = slot
         .kind
         .make_actor()
@@ -522,14 +564,12 @@ async fn activate<A: VirtualActor>(
         Some(supervisor) => Actor::spawn_linked(name, host, loaded, supervisor.clone()).await,
         None => Actor::spawn(name, host, loaded).await,
     };
-    spawned
-        .map(|(actor, join)| (actor, join, activation))
-        .map_err(|e| {
-            ActivationError::StartFailed(match e {
-                SpawnErr::StartupFailed(reason) => reason.to_string(),
-                other => other.to_string(),
-            })
+    spawned.map_err(|e| {
+        ActivationError::StartFailed(match e {
+            SpawnErr::StartupFailed(reason) => reason.to_string(),
+            other => other.to_string(),
         })
+    })
 }
 
 /// Waits for the activation to end, passivating it when idle and draining it at shutdown.
