@@ -11,11 +11,11 @@ use ractor::{Actor, ActorCell};
 
 use crate::{
     Overmind, StartError, VirtualActor,
-    overmind::{Inner, Leave},
-    placement::Placement,
-    registry::{AnyKind, Kind},
-    runtime::Runtime,
-    supervisor::Supervisor,
+    engine::overmind::{Inner, Leave},
+    engine::placement::Placement,
+    engine::registry::{AnyKind, Kind},
+    engine::runtime::Runtime,
+    engine::supervisor::Supervisor,
 };
 
 fn single_node() -> Placement {
@@ -26,7 +26,14 @@ fn single_node() -> Placement {
     )
 }
 
-type MakeKind = Box<dyn FnOnce(Arc<Runtime>) -> Arc<dyn AnyKind> + Send>;
+type MakeKind = Box<dyn FnOnce(Arc<Runtime>) -> MadeKind + Send>;
+
+/// A registered kind, made for the runtime: the engine's, and the cluster's port to it.
+struct MadeKind {
+    engine: Arc<dyn AnyKind>,
+    #[cfg(feature = "cluster")]
+    port: Arc<dyn crate::cluster::port::KindPort>,
+}
 
 /// Checks a kind's declaration (tracing its state types' shapes) and returns how to make it.
 type PrepareKind = Box<dyn FnOnce() -> Result<MakeKind, StartError> + Send>;
@@ -42,7 +49,7 @@ enum StoreChoice {
 #[must_use = "call .spawn() to start Overmind"]
 pub struct OvermindBuilder {
     store: Option<StoreChoice>,
-    on_activation: Option<crate::runtime::ActivationHook>,
+    on_activation: Option<crate::engine::runtime::ActivationHook>,
     kinds: Vec<(&'static str, &'static str, PrepareKind)>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterConfig>,
@@ -92,8 +99,14 @@ impl OvermindBuilder {
                         reason: e.0,
                     }
                 })?;
-            let make_kind: MakeKind =
-                Box::new(move |rt| Arc::new(Kind::<A>::new(rt, schema, Box::new(make))));
+            let make_kind: MakeKind = Box::new(move |rt| {
+                let kind = Arc::new(Kind::<A>::new(rt, schema, Box::new(make)));
+                MadeKind {
+                    #[cfg(feature = "cluster")]
+                    port: crate::cluster::port::port(kind.clone()),
+                    engine: kind,
+                }
+            });
             Ok(make_kind)
         });
         self.kinds
@@ -161,13 +174,16 @@ impl OvermindBuilder {
             tokio,
             self.on_activation,
         ));
-        let kinds = kinds
+        let made: Vec<(&'static str, MadeKind)> = kinds
             .into_iter()
             .map(|(kind, make)| (kind, make(rt.clone())))
             .collect();
         let inner = Arc::new(Inner {
             rt: rt.clone(),
-            kinds,
+            kinds: made
+                .iter()
+                .map(|(name, made)| (*name, made.engine.clone()))
+                .collect(),
             supervisor: OnceLock::new(),
             finished: OnceLock::new(),
         });
@@ -203,7 +219,8 @@ impl OvermindBuilder {
         });
         #[cfg(feature = "cluster")]
         if let Some(cluster) = cluster {
-            if let Err(e) = cluster.start(&rt, &inner).await {
+            let ports = made.into_iter().map(|(_, made)| made.port).collect();
+            if let Err(e) = cluster.start(&rt, ports).await {
                 // The node never joined: nothing to hand over.
                 let _ = inner.shutdown(Leave::Skip).await;
                 return Err(e);

@@ -2,29 +2,21 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-mod actor;
 mod builder;
 #[cfg(feature = "cluster")]
 pub mod cluster;
-mod current;
+// What only a cluster calls is unused on a single node.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+mod engine;
 mod error;
-mod handle;
-mod host;
-mod lifecycle;
-mod overmind;
-mod placement;
-mod registry;
-mod reply;
-mod runtime;
-mod slot;
-mod supervisor;
 
-pub use actor::{Activation, ActivationEvent, ActivationEventKind, VirtualActor};
 pub use builder::OvermindBuilder;
-pub use current::VirtualActorRef;
+pub use engine::actor::{Activation, ActivationEvent, ActivationEventKind, VirtualActor};
+pub use engine::current::VirtualActorRef;
+pub use engine::handle::VirtualRef;
+pub use engine::overmind::{ClusterInfo, Overmind, Stats};
+pub use engine::supervisor::SupervisorMsg;
 pub use error::{ActivationError, Error, PersistError, SendError, StartError};
-pub use handle::VirtualRef;
-pub use overmind::{ClusterInfo, Overmind, Stats};
 pub use overmind_core::migration::{
     MAX_REPORTED_FAILURES, MigrationProgress, Migrations, SchemaError,
 };
@@ -34,7 +26,6 @@ pub use overmind_core::{
     self as core, ActorKey, KeyError, StateStore, StoreError, Version, store::MemoryStore,
 };
 pub use overmind_macros::virtual_actor;
-pub use supervisor::SupervisorMsg;
 
 /// The ractor version Overmind runs on, for the paths `#[virtual_actor]` generates.
 pub use ractor;

@@ -8,18 +8,25 @@ use ractor::{Message, RpcReplyPort, message::SerializedMessage};
 use tokio::sync::oneshot;
 
 use super::{
-    release,
-    remote::{Answer, DELETE_VARIANT, ask, link, unavailable},
+    ClusterLink, release,
+    remote::{Answer, DELETE_VARIANT, ask, unavailable},
     router::respond,
     routing::{Route, must_catch_up, route},
     wire::Envelope,
 };
-use crate::{Error, VirtualActor, registry::Kind, reply::Relay, runtime::Runtime, slot::Slot};
+use crate::{
+    Error, VirtualActor,
+    engine::{
+        registry::{Kind, ReleasedLease},
+        reply::Relay,
+        slot::Slot,
+    },
+};
 
 /// Delivers an envelope that arrived from another node.
 pub(crate) fn deliver<A: VirtualActor>(
     kind: Arc<Kind<A>>,
-    rt: &Arc<Runtime>,
+    link: &Arc<ClusterLink>,
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
 ) {
@@ -34,19 +41,21 @@ pub(crate) fn deliver<A: VirtualActor>(
                 tracing::debug!(kind = A::KIND, node = %batch.node, count = batch.released.len(), "release notices");
                 for (id, activation) in batch.released {
                     let node = batch.node.clone();
-                    kind.note_release(&id, release::ReleasedLease { node, activation });
+                    kind.note_release(&id, ReleasedLease { node, activation });
                 }
             }
             Err(error) => tracing::warn!(kind = A::KIND, %error, "dropping release notices"),
         }
         return respond(reply, Ok(Vec::new()));
     }
+    let rt = &kind.rt;
     if !must_catch_up(envelope.epoch, rt.placement.epoch()) {
-        return deliver_now(kind, rt, envelope, reply);
+        return deliver_now(kind, link, envelope, reply);
     }
     // The sender saw a newer view: catch up before deciding where the actor lives.
-    let rt = rt.clone();
+    let link = link.clone();
     tokio::spawn(async move {
+        let rt = kind.rt.clone();
         let mut changes = rt.placement.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while rt.placement.epoch() < envelope.epoch {
@@ -56,7 +65,7 @@ pub(crate) fn deliver<A: VirtualActor>(
             }
         })
         .await;
-        deliver_now(kind, &rt, envelope, reply);
+        deliver_now(kind, &link, envelope, reply);
     });
 }
 
@@ -98,10 +107,11 @@ pub(crate) fn decode_message<M: Message>(
 
 fn deliver_now<A: VirtualActor>(
     kind: Arc<Kind<A>>,
-    rt: &Arc<Runtime>,
+    link: &Arc<ClusterLink>,
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
 ) {
+    let rt = &kind.rt;
     let key = match ActorKey::new(A::KIND, envelope.id.clone()) {
         Ok(key) => key,
         Err(e) => return respond(reply, Err(e.into())),
@@ -127,12 +137,12 @@ fn deliver_now<A: VirtualActor>(
                 hops,
                 ..envelope
             };
-            return relay_on(rt, &key, &to, &forwarded, reply);
+            return relay_on(link, &key, &to, &forwarded, reply);
         }
     }
     let slot = kind.slot(key.clone());
     if envelope.variant == DELETE_VARIANT {
-        return deliver_delete(&slot, reply);
+        return deliver_delete(&slot, link, reply);
     }
     let Envelope { variant, args, .. } = envelope;
     match reply {
@@ -167,7 +177,7 @@ fn deliver_now<A: VirtualActor>(
                 return respond(Some(reply), Err(e.error));
             }
             let key = key.clone();
-            let in_flight = rt.cluster.get().map(|link| link.call_in_flight());
+            let in_flight = link.call_in_flight();
             tokio::spawn(async move {
                 let _in_flight = in_flight;
                 let result = caller.await.unwrap_or(Err(Error::NoReply { key }));
@@ -178,14 +188,18 @@ fn deliver_now<A: VirtualActor>(
 }
 
 /// Deletes the actor here, its owner, and answers when the record is gone.
-fn deliver_delete<A: VirtualActor>(slot: &Arc<Slot<A>>, reply: Option<RpcReplyPort<Vec<u8>>>) {
+fn deliver_delete<A: VirtualActor>(
+    slot: &Arc<Slot<A>>,
+    link: &Arc<ClusterLink>,
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+) {
     let (done, outcome) = oneshot::channel();
     if let Err(error) = slot.delete(done) {
         return respond(reply, Err(error));
     }
     let key = slot.key.clone();
     // Counted like a call, so a leaving node keeps its links until the delete answered.
-    let in_flight = slot.kind.rt.cluster.get().map(|link| link.call_in_flight());
+    let in_flight = link.call_in_flight();
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
@@ -195,16 +209,12 @@ fn deliver_delete<A: VirtualActor>(slot: &Arc<Slot<A>>, reply: Option<RpcReplyPo
 
 /// Passes an envelope on to `owner`, piping a call's reply back.
 fn relay_on(
-    rt: &Runtime,
+    link: &Arc<ClusterLink>,
     key: &ActorKey,
     owner: &Member,
     envelope: &Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
 ) {
-    let link = match link(rt, key) {
-        Ok(link) => link,
-        Err(e) => return respond(reply, Err(e)),
-    };
     let bytes = match envelope.encode() {
         Ok(bytes) => bytes,
         Err(reason) => {
@@ -213,10 +223,10 @@ fn relay_on(
         }
     };
     let Some(reply) = reply else {
-        link.outbox(&owner.name).send(&link, bytes, None);
+        link.outbox(&owner.name).send(link, bytes, None);
         return;
     };
-    let answer = ask(&link, &owner.name, bytes);
+    let answer = ask(link, &owner.name, bytes);
     let (key, node) = (key.clone(), owner.name.clone());
     tokio::spawn(async move {
         match answer.await {

@@ -4,6 +4,7 @@
 //! - `connect`: the node server and the links to the members of the view (with backoff).
 //! - `router`: one router actor per node, reachable from peers through a process group;
 //!   virtual actors themselves stay local.
+//! - `port`: each kind's connection: the engine's `Elsewhere`, and delivery of what arrives.
 //! - `remote`: sending a message to the node that owns its actor, and back.
 //! - `rebalance`: applying each new view (retiring what moved), and the lease monitor.
 //! - `wire`: the frames routers exchange.
@@ -13,6 +14,7 @@ pub(crate) mod connect;
 pub mod fuzz;
 pub(crate) mod inbound;
 pub(crate) mod outbox;
+pub(crate) mod port;
 pub(crate) mod rebalance;
 pub(crate) mod release;
 pub(crate) mod remote;
@@ -34,6 +36,9 @@ use ractor_cluster::NodeServerMessage;
 use tokio::sync::watch;
 
 pub use router::RouterMsg;
+
+// With ractor's `cluster` feature, every message type implements `ractor::Message` itself.
+impl ractor::Message for crate::SupervisorMsg {}
 
 /// Decodes a router's reply frame: the reply's bytes, or the error it carries. For tools and
 /// tests that talk to routers directly.
@@ -254,7 +259,7 @@ pub(crate) struct ClusterLink {
     /// This node's router.
     pub(crate) router: std::sync::OnceLock<ActorRef<RouterMsg>>,
     /// The runtime this link serves (weak: the runtime holds the link).
-    rt: std::sync::Weak<crate::runtime::Runtime>,
+    rt: std::sync::Weak<crate::engine::runtime::Runtime>,
 }
 
 impl ClusterLink {
@@ -263,7 +268,7 @@ impl ClusterLink {
         membership: Arc<ZooKeeperMembership>,
         node_server: ActorRef<NodeServerMessage>,
         addr: String,
-        rt: std::sync::Weak<crate::runtime::Runtime>,
+        rt: std::sync::Weak<crate::engine::runtime::Runtime>,
     ) -> Self {
         Self {
             config,

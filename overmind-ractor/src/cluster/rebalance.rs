@@ -18,7 +18,7 @@ use std::sync::Arc;
 use overmind_core::membership::Membership;
 
 use super::{ClusterLink, router::Kinds, stopped};
-use crate::runtime::Runtime;
+use crate::engine::runtime::Runtime;
 
 /// How many retired activations are stopping at once while a view is applied.
 const RETIRE_AT_ONCE: usize = 64;

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 use overmind_core::{ActorKey, MAX_ID_LEN, codec::Lease};
 
 use super::{ClusterLink, wire::Envelope};
-use crate::runtime::Runtime;
+use crate::engine::runtime::Runtime;
 
 /// The variant name of a batch of release notices: each activation it names has stopped for
 /// good. A cast to the router of the actors' owner; its arguments are [`ReleaseBatch`]'s
@@ -28,13 +28,6 @@ const MAX_BATCH: usize = 4096;
 
 /// Longest node name a notice carries (as a lease allows).
 const MAX_NODE_LEN: usize = 255;
-
-/// Which activation stopped: its lease's node and activation number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReleasedLease {
-    pub(crate) node: String,
-    pub(crate) activation: u64,
-}
 
 /// Notices for one kind's actors, all of activations on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,11 +119,8 @@ impl Outgoing {
 /// Tells the actor's owner in this node's view, if that is another node, that the
 /// activation holding `lease` has stopped: the owner may take the actor over without waiting
 /// for the epoch that moved it to be stable. Sent with the other notices made meanwhile.
-pub(crate) fn announce(rt: &Runtime, key: &ActorKey, lease: &Lease) {
-    let (Some(owner), Some(link)) = (
-        rt.placement.remote_owner(&key.to_string()),
-        rt.cluster.get(),
-    ) else {
+pub(crate) fn announce(link: &Arc<ClusterLink>, rt: &Runtime, key: &ActorKey, lease: &Lease) {
+    let Some(owner) = rt.placement.remote_owner(&key.to_string()) else {
         return;
     };
     let mut state = link.releases.state.lock();
@@ -186,10 +176,7 @@ async fn send_batches(link: Arc<ClusterLink>) {
 
 /// Asks `node`, whose activation of `key` holds the lease this node waits on, to stop it as
 /// soon as it is retired (its release notice follows when it has stopped).
-pub(crate) fn request(rt: &Runtime, key: &ActorKey, node: &str) {
-    let Some(link) = rt.cluster.get() else {
-        return;
-    };
+pub(crate) fn request(link: &Arc<ClusterLink>, rt: &Runtime, key: &ActorKey, node: &str) {
     if node == link.config.node || !rt.placement.has_member(node) {
         return;
     }

@@ -17,45 +17,43 @@ use super::{
     wire::{Envelope, Reply},
 };
 use crate::{
-    Error, VirtualActor,
-    reply::{self, Settle},
-    runtime::Runtime,
-    slot::{Deletion, Queued},
+    Error, SendError, VirtualActor,
+    engine::{
+        distribution::{NotSent, Outcome},
+        reply::{self, Settle},
+        runtime::Runtime,
+        slot::Deletion,
+    },
 };
 
 /// The variant name of a delete request. No message of a user's type has it: ractor's
 /// variant names are Rust identifiers.
 pub(crate) const DELETE_VARIANT: &str = "\0overmind:delete";
 
-/// The outcome of a call sent to another node: Ok once the reply reached the message's port.
-pub(crate) type Outcome = oneshot::Receiver<Result<(), Error>>;
-
-pub(super) fn link(rt: &Runtime, key: &ActorKey) -> Result<Arc<ClusterLink>, Error> {
-    rt.cluster.get().cloned().ok_or_else(|| Error::Unavailable {
-        key: key.clone(),
-        reason: "this node is not connected to its cluster yet".into(),
-    })
-}
-
 /// Sends `msg` for `key` to the router of `owner`. For a call, the reply completes the
 /// message's own reply port, and the returned receiver tells the outcome; a failure also
 /// fails `relay`, when the message came with one.
 pub(crate) fn send<A: VirtualActor>(
     rt: &Runtime,
+    link: &Arc<ClusterLink>,
     key: &ActorKey,
     owner: &Member,
     msg: A::Msg,
     relay: Option<Arc<dyn Settle>>,
-) -> Result<Option<Outcome>, Error> {
+) -> Result<Option<Outcome>, NotSent<A::Msg>> {
     let encode_error = |reason: &str| Error::Encode {
         key: key.clone(),
         reason: reason.to_owned(),
     };
     if !<A::Msg as Message>::serializable() {
-        return Err(encode_error(
-            "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
-        ));
+        return Err(NotSent::Refused(SendError {
+            message: msg,
+            error: encode_error(
+                "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
+            ),
+        }));
     }
+    let lost = |reason| NotSent::Lost(encode_error(reason));
     let (variant, args, port) = match msg.serialize() {
         Ok(SerializedMessage::Cast { variant, args, .. }) => (variant, args, None),
         Ok(SerializedMessage::Call {
@@ -64,8 +62,8 @@ pub(crate) fn send<A: VirtualActor>(
             reply,
             ..
         }) => (variant, args, Some(reply)),
-        Ok(_) => return Err(encode_error("not a cast or a call")),
-        Err(_) => return Err(encode_error("a field could not be serialized")),
+        Ok(_) => return Err(lost("not a cast or a call")),
+        Err(_) => return Err(lost("a field could not be serialized")),
     };
     let envelope = Envelope {
         kind: A::KIND.to_owned(),
@@ -75,7 +73,7 @@ pub(crate) fn send<A: VirtualActor>(
         variant,
         args,
     };
-    send_envelope(&link(rt, key)?, key, &owner.name, &envelope, port, relay)
+    send_envelope(link, key, &owner.name, &envelope, port, relay).map_err(NotSent::Lost)
 }
 
 pub(super) fn unavailable(key: &ActorKey, reason: String) -> Error {
@@ -166,40 +164,14 @@ pub(super) fn ask(
     }
 }
 
-/// Sends the messages a slot held to the actor's new owner, in order.
-pub(crate) fn forward<A: VirtualActor>(
+/// Asks the router of `owner` to delete `key`; `done` gets the outcome.
+pub(crate) fn send_delete(
     rt: &Runtime,
+    link: &Arc<ClusterLink>,
     key: &ActorKey,
     owner: &Member,
-    handed_over: Vec<A::Msg>,
-    queued: Vec<Queued<A::Msg>>,
+    done: Deletion,
 ) {
-    for msg in handed_over {
-        if let Err(error) = send::<A>(rt, key, owner, msg, None) {
-            tracing::warn!(%key, %error, "could not forward a message to the actor's new node");
-        }
-    }
-    for queued in queued {
-        let (msg, relay) = match queued {
-            Queued::Message { msg, relay } => (msg, relay),
-            Queued::Delete(done) => {
-                send_delete(rt, key, owner, done);
-                continue;
-            }
-        };
-        if let Err(error) = send::<A>(rt, key, owner, msg, relay.clone()) {
-            match relay {
-                Some(relay) => reply::fail(&relay, error),
-                None => {
-                    tracing::warn!(%key, %error, "could not forward a cast to the actor's node")
-                }
-            }
-        }
-    }
-}
-
-/// Asks the router of `owner` to delete `key`; `done` gets the outcome.
-pub(crate) fn send_delete(rt: &Runtime, key: &ActorKey, owner: &Member, done: Deletion) {
     let envelope = Envelope {
         kind: key.kind().to_owned(),
         id: key.id().to_owned(),
@@ -211,9 +183,7 @@ pub(crate) fn send_delete(rt: &Runtime, key: &ActorKey, owner: &Member, done: De
     // The reply's bytes (empty) are not needed, but the port must stay open until they
     // arrive: the outcome reports a closed port as no reply.
     let (port, answer) = oneshot::channel::<Vec<u8>>();
-    let sent = link(rt, key).and_then(|link| {
-        send_envelope(&link, key, &owner.name, &envelope, Some(port.into()), None)
-    });
+    let sent = send_envelope(link, key, &owner.name, &envelope, Some(port.into()), None);
     let outcome = match sent {
         Ok(Some(outcome)) => outcome,
         // A call always has an outcome; without one, nothing will answer.

@@ -12,7 +12,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
 use super::wire::{Envelope, Reply, WireError};
-use crate::{Error, registry::AnyKind, runtime::Runtime};
+use super::{ClusterLink, port::KindPort};
+use crate::{Error, engine::registry::AnyKind};
 
 /// Messages between routers. Both carry an envelope (the actor, the sender's epoch and the
 /// message as ractor serializes it); calls get a reply frame back.
@@ -41,9 +42,12 @@ pub(crate) fn router_of(cluster: &str, node: &str, member: u64) -> Option<ActorR
 
 pub(crate) type Kinds = Arc<HashMap<&'static str, Arc<dyn AnyKind>>>;
 
+/// The registered kinds by name, as the cluster delivers to them.
+pub(crate) type Ports = Arc<HashMap<&'static str, Arc<dyn KindPort>>>;
+
 pub(crate) struct Router {
-    pub(crate) rt: Arc<Runtime>,
-    pub(crate) kinds: Kinds,
+    pub(crate) link: Arc<ClusterLink>,
+    pub(crate) kinds: Ports,
 }
 
 /// Answers a call (nothing to do for a cast).
@@ -55,9 +59,7 @@ pub(crate) fn respond(reply: Option<RpcReplyPort<Vec<u8>>>, result: Result<Vec<u
 
 impl Router {
     fn deliver(&self, bytes: Vec<u8>, reply: Option<RpcReplyPort<Vec<u8>>>) {
-        if let Some(link) = self.rt.cluster.get() {
-            link.arrived();
-        }
+        self.link.arrived();
         let envelope = match Envelope::decode(&bytes) {
             Ok(envelope) => envelope,
             Err(error) => {
@@ -76,7 +78,7 @@ impl Router {
             }
             return;
         };
-        kind.clone().deliver(&self.rt, envelope, reply);
+        kind.deliver(&self.link, envelope, reply);
     }
 }
 

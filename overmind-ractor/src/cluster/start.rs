@@ -7,12 +7,16 @@ use std::sync::Arc;
 use overmind_core::membership::{Membership, MembershipError, NodeView, ZooKeeperMembership};
 use ractor::Actor;
 
+use super::port::KindPort;
 use super::{
     ClusterConfig, ClusterLink, connect, listen, membership_config, rebalance,
-    router::{Kinds, Router},
+    router::{Kinds, Ports, Router},
     transport,
 };
-use crate::{StartError, overmind::Inner, placement::Placement, runtime::Runtime};
+use crate::{
+    StartError,
+    engine::{distribution::Distribution, placement::Placement, runtime::Runtime},
+};
 
 /// A node whose membership has started registering.
 pub(crate) struct Prepared {
@@ -48,12 +52,12 @@ impl Prepared {
         )
     }
 
-    /// Starts the router and the node server, waits to be in a view, then starts the links,
-    /// the rebalancer and the lease monitor.
+    /// Starts the node server and the router, connects `kinds` to the cluster, waits to be
+    /// in a view, then starts the links, the rebalancer and the lease monitor.
     pub(crate) async fn start(
         self,
         rt: &Arc<Runtime>,
-        inner: &Arc<Inner>,
+        kinds: Vec<Arc<dyn KindPort>>,
     ) -> Result<(), StartError> {
         let Self {
             config,
@@ -65,42 +69,15 @@ impl Prepared {
             membership.close();
             e
         };
-        let kinds: Kinds = Arc::new(inner.kinds.clone());
         let supervisor = rt
             .supervisor
             .get()
             .cloned()
             .ok_or_else(|| StartError::Cluster("the supervisor is not running".into()))?;
-        let (router_ref, _) = Actor::spawn_linked(
-            None,
-            Router {
-                rt: rt.clone(),
-                kinds: kinds.clone(),
-            },
-            (),
-            supervisor,
-        )
-        .await
-        .map_err(|e| {
-            fail(
-                StartError::Cluster(format!("cannot start the router: {e}")),
-                &membership,
-            )
-        })?;
         let node_server = connect::start_server(&config)
             .await
             .map_err(|e| fail(StartError::Cluster(e), &membership))?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| {
-            fail(
-                StartError::Cluster(format!("cannot listen: {e}")),
-                &membership,
-            )
-        })?;
-        let accepting = tokio::spawn(transport::accept(
-            listener,
-            config.tls.clone(),
-            node_server.clone(),
-        ));
+        let tls = config.tls.clone();
         let link = Arc::new(ClusterLink::new(
             config,
             membership.clone(),
@@ -108,8 +85,41 @@ impl Prepared {
             advertise,
             Arc::downgrade(rt),
         ));
+        for kind in &kinds {
+            kind.connect(&link);
+        }
+        let engine: Kinds = Arc::new(kinds.iter().map(|k| (k.name(), k.engine())).collect());
+        let ports: Ports = Arc::new(kinds.into_iter().map(|k| (k.name(), k)).collect());
+        let spawned = Actor::spawn_linked(
+            None,
+            Router {
+                link: link.clone(),
+                kinds: ports,
+            },
+            (),
+            supervisor,
+        )
+        .await;
+        let router_ref = match spawned {
+            Ok((router_ref, _)) => router_ref,
+            Err(e) => {
+                node_server.stop(None);
+                let e = StartError::Cluster(format!("cannot start the router: {e}"));
+                return Err(fail(e, &membership));
+            }
+        };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                node_server.stop(None);
+                router_ref.stop(None);
+                let e = StartError::Cluster(format!("cannot listen: {e}"));
+                return Err(fail(e, &membership));
+            }
+        };
+        let accepting = tokio::spawn(transport::accept(listener, tls, node_server.clone()));
         let _ = link.router.set(router_ref.clone());
-        let _ = rt.cluster.set(link.clone());
+        rt.distribute(Arc::new(Cluster { link: link.clone() }));
         tokio::spawn(connect::maintain(link.clone()));
         // The accept loop ends with the cluster parts.
         let mut stop = link.stop.subscribe();
@@ -131,10 +141,10 @@ impl Prepared {
         rt.placement.install(Some(joined));
         tokio::spawn(rebalance::apply_views(
             rt.clone(),
-            kinds.clone(),
+            engine.clone(),
             link.clone(),
         ));
-        tokio::spawn(rebalance::watch_lease(rt.clone(), kinds, link.clone()));
+        tokio::spawn(rebalance::watch_lease(rt.clone(), engine, link.clone()));
         tracing::info!(node = %link.config.node, addr = %link.addr, cluster = %link.config.cluster, "joined the cluster");
         Ok(())
     }
@@ -187,8 +197,52 @@ fn not_serving(config: &ClusterConfig) -> MembershipError {
     }
 }
 
-/// Leaves the cluster (handing every actor over), then stops the cluster parts.
-pub(crate) async fn leave(link: &ClusterLink) {
+/// The cluster as the engine sees it.
+struct Cluster {
+    link: Arc<ClusterLink>,
+}
+
+impl Distribution for Cluster {
+    fn activation_name(&self) -> Option<String> {
+        // A marker name, so activations are never announced to peers.
+        Some(transport::activation_name())
+    }
+
+    fn released(&self, key: &overmind_core::ActorKey, lease: &overmind_core::codec::Lease) {
+        if let Some(rt) = self.link.rt.upgrade() {
+            super::release::announce(&self.link, &rt, key, lease);
+        }
+    }
+
+    fn ask_release(&self, key: &overmind_core::ActorKey, node: &str) {
+        if let Some(rt) = self.link.rt.upgrade() {
+            super::release::request(&self.link, &rt, key, node);
+        }
+    }
+
+    fn leave(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {
+            leave(&self.link).await;
+            // Its actors live elsewhere now; calls still on their way through this node (sent
+            // under an older view, or relayed) finish before the links close.
+            self.link.drain(DRAIN_LIMIT).await;
+        })
+    }
+
+    fn close(&self) {
+        let link = &self.link;
+        link.stop.send_replace(true);
+        link.node_server.stop(None);
+        link.membership.close();
+    }
+
+    fn remote_actor_count(&self) -> futures::future::BoxFuture<'_, usize> {
+        Box::pin(connect::remote_actor_count(&self.link.node_server))
+    }
+}
+
+/// Leaves the cluster, handing every actor over.
+async fn leave(link: &ClusterLink) {
     link.leaving
         .store(true, std::sync::atomic::Ordering::Release);
     let timeout = link.config.join_timeout;
@@ -204,15 +258,3 @@ pub(crate) async fn leave(link: &ClusterLink) {
 
 /// How long a node that left keeps relaying for calls still on their way.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// After leaving: lets calls still on their way through this node finish.
-pub(crate) async fn drain(link: &ClusterLink) {
-    link.drain(DRAIN_LIMIT).await;
-}
-
-/// Stops the links and the node server, and closes the membership.
-pub(crate) fn stop(link: &ClusterLink) {
-    link.stop.send_replace(true);
-    link.node_server.stop(None);
-    link.membership.close();
-}

@@ -12,9 +12,9 @@ use tokio::sync::watch;
 
 use crate::{
     Error, OvermindBuilder, VirtualActor, VirtualRef,
-    registry::{AnyKind, Kind},
-    runtime::Runtime,
-    supervisor::SupervisorMsg,
+    engine::registry::{AnyKind, Kind},
+    engine::runtime::Runtime,
+    engine::supervisor::SupervisorMsg,
 };
 
 /// A running Overmind. Cheap to clone.
@@ -37,10 +37,6 @@ pub(crate) enum Leave {
     /// Leave the cluster and drain before stopping (a node that joined).
     Gracefully,
     /// Stop at once (a node whose start failed before it joined).
-    #[cfg_attr(
-        not(feature = "cluster"),
-        allow(dead_code, reason = "only a cluster start can fail after spawning")
-    )]
     Skip,
 }
 
@@ -72,21 +68,13 @@ impl Inner {
 }
 
 async fn shut_down(inner: Arc<Inner>, leave: Leave) -> Result<(), StoreError> {
-    #[cfg(feature = "cluster")]
-    let link = inner.rt.cluster.get().cloned();
-    #[cfg(feature = "cluster")]
-    if let (Some(link), Leave::Gracefully) = (&link, leave) {
-        crate::cluster::start::leave(link).await;
-        // Its actors live elsewhere now; calls still on their way through this node (sent
-        // under an older view, or relayed) finish before the links close.
-        crate::cluster::start::drain(link).await;
+    let distribution = inner.rt.distribution().cloned();
+    if let (Some(distribution), Leave::Gracefully) = (&distribution, leave) {
+        distribution.leave().await;
     }
-    #[cfg(not(feature = "cluster"))]
-    let _ = leave;
     let flushed = shutdown_runtime(&inner.rt).await;
-    #[cfg(feature = "cluster")]
-    if let Some(link) = &link {
-        crate::cluster::start::stop(link);
+    if let Some(distribution) = &distribution {
+        distribution.close();
     }
     if let Some(hosts) = inner.rt.supervisor.get() {
         let _ = hosts.stop_and_wait(None, None).await;
@@ -165,7 +153,6 @@ impl Overmind {
         });
         match resolved {
             Err(error) => VirtualRef::invalid(error),
-            #[cfg(feature = "cluster")]
             Ok((kind, key)) if !self.inner.rt.placement.is_fixed() => VirtualRef::routed(kind, key),
             Ok((kind, key)) => VirtualRef::local(kind.slot(key)),
         }
@@ -260,11 +247,10 @@ impl Overmind {
     /// activations local, so this stays at about one per peer (its router) however many actors
     /// run. Always 0 on a single node.
     pub async fn remote_actor_count(&self) -> usize {
-        #[cfg(feature = "cluster")]
-        if let Some(link) = self.inner.rt.cluster.get() {
-            return crate::cluster::connect::remote_actor_count(&link.node_server).await;
+        match self.inner.rt.distribution() {
+            Some(distribution) => distribution.remote_actor_count().await,
+            None => 0,
         }
-        0
     }
 
     /// The node that owns actor `(A::KIND, id)` in the current view.

@@ -14,9 +14,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 /// One of Overmind's supervisors. See the [module docs](self).
 pub(crate) struct Supervisor;
 
-/// The supervisors take no messages of their own.
+/// The supervisors take no messages of their own. (With ractor's `cluster` feature, the
+/// cluster module implements `ractor::Message` for it.)
 #[derive(Debug)]
-#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum SupervisorMsg {}
 
 impl Actor for Supervisor {

@@ -26,9 +26,10 @@ use ractor::{ActorRef, MessagingErr};
 use tokio::sync::Notify;
 
 use crate::{
-    Error, SendError, VirtualActor, lifecycle,
-    registry::Kind,
-    reply::{Gate, Settle},
+    Error, SendError, VirtualActor,
+    engine::lifecycle,
+    engine::registry::Kind,
+    engine::reply::{Gate, Settle},
 };
 
 type Msg<A> = <A as ractor::Actor>::Msg;
@@ -38,7 +39,7 @@ pub(crate) struct Slot<A: VirtualActor> {
     pub(crate) kind: Arc<Kind<A>>,
     pub(crate) gate: Arc<Gate>,
     state: Mutex<SlotState<Msg<A>>>,
-    /// When the last handler finished, in [`crate::runtime::Runtime::now_ms`] time.
+    /// When the last handler finished, in [`crate::engine::runtime::Runtime::now_ms`] time.
     last_active_ms: AtomicU64,
     /// Signalled when a host starts or ends, for the rebalancer.
     host_changed: Notify,
@@ -89,7 +90,6 @@ struct SlotState<M> {
 
 /// Drains the running host if it was allowed under an epoch older than the actor's
 /// retirement.
-#[cfg(feature = "cluster")]
 fn drain_if_retired<M>(state: &mut SlotState<M>) {
     let retired = state.host_epoch.is_some_and(|e| e < state.retired_at);
     if let (true, Phase::Active(actor)) = (retired, &state.phase) {
@@ -151,7 +151,7 @@ impl<A: VirtualActor> Slot<A> {
                     drop(state);
                     tracing::error!(key = %self.key, error = %other, "activation refused a message");
                     if let Some(relay) = relay {
-                        crate::reply::fail(
+                        crate::engine::reply::fail(
                             &relay,
                             Error::NoReply {
                                 key: self.key.clone(),
@@ -249,13 +249,11 @@ impl<A: VirtualActor> Slot<A> {
         true
     }
 
-    #[cfg(feature = "cluster")]
     /// The epoch the current host was allowed under, if one runs or is starting.
     pub(crate) fn host_epoch(&self) -> Option<u64> {
         self.state.lock().host_epoch
     }
 
-    #[cfg(feature = "cluster")]
     /// The rebalancer found this actor not settled here in `epoch`: a host allowed under an
     /// older epoch must stop ([`Self::stop_retired`]; at once if its new owner asked), and no
     /// lifecycle may start one under such an epoch. Returns true if such a host is running or
@@ -269,14 +267,12 @@ impl<A: VirtualActor> Slot<A> {
         state.host_epoch.is_some_and(|e| e < epoch)
     }
 
-    #[cfg(feature = "cluster")]
     /// Drains the running host if it was retired (it stops once its mailbox is handled).
     /// Until then it serves as before: the actor's new owner waits for it to stop.
     pub(crate) fn stop_retired(&self) {
         drain_if_retired(&mut self.state.lock());
     }
 
-    #[cfg(feature = "cluster")]
     /// The actor's new owner waits for the running host to stop: stop it as soon as it is
     /// retired (now, if it already is).
     pub(crate) fn ask_release(&self) {
@@ -285,7 +281,6 @@ impl<A: VirtualActor> Slot<A> {
         drain_if_retired(&mut state);
     }
 
-    #[cfg(feature = "cluster")]
     /// Waits until no host allowed under an epoch older than `epoch` runs.
     pub(crate) async fn retired(&self, epoch: u64) {
         loop {
@@ -352,7 +347,6 @@ impl<A: VirtualActor> Slot<A> {
         }
     }
 
-    #[cfg(feature = "cluster")]
     /// Stops the activation, if any, without retiring the actor (the lease is lost: it comes
     /// back here once the lease is regained, if this node still owns it).
     pub(crate) fn stop_now(&self) {

@@ -13,6 +13,8 @@ use overmind_core::StateStore;
 use ractor::ActorCell;
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
+use crate::engine::distribution::Distribution;
+
 /// Receives activation events.
 pub(crate) type ActivationHook = Arc<dyn Fn(&crate::ActivationEvent) + Send + Sync>;
 
@@ -20,9 +22,9 @@ pub(crate) type ActivationHook = Arc<dyn Fn(&crate::ActivationEvent) + Send + Sy
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 pub(crate) struct Runtime {
-    pub(crate) placement: crate::placement::Placement,
-    #[cfg(feature = "cluster")]
-    pub(crate) cluster: OnceLock<Arc<crate::cluster::ClusterLink>>,
+    pub(crate) placement: crate::engine::placement::Placement,
+    /// The layer connecting this node to others, once it has joined them.
+    distribution: OnceLock<Arc<dyn Distribution>>,
     pub(crate) store: Arc<dyn StateStore>,
     /// Whether Overmind opened the store itself, and so closes it at shutdown.
     pub(crate) owns_store: bool,
@@ -52,7 +54,7 @@ pub(crate) struct Counters {
 
 impl Runtime {
     pub(crate) fn new(
-        placement: crate::placement::Placement,
+        placement: crate::engine::placement::Placement,
         store: Arc<dyn StateStore>,
         owns_store: bool,
         tokio: Handle,
@@ -60,8 +62,7 @@ impl Runtime {
     ) -> Self {
         Self {
             placement,
-            #[cfg(feature = "cluster")]
-            cluster: OnceLock::new(),
+            distribution: OnceLock::new(),
             store,
             owns_store,
             tokio,
@@ -102,6 +103,16 @@ impl Runtime {
         });
     }
 
+    /// Connects this node to others; once, before it serves what another node could own.
+    pub(crate) fn distribute(&self, distribution: Arc<dyn Distribution>) {
+        let _ = self.distribution.set(distribution);
+    }
+
+    /// The layer connecting this node to others, once it joined them.
+    pub(crate) fn distribution(&self) -> Option<&Arc<dyn Distribution>> {
+        self.distribution.get()
+    }
+
     /// Admits a new activation lifecycle, unless shutdown has begun.
     pub(crate) fn try_start_lifecycle(&self) -> bool {
         self.lifecycles
@@ -119,7 +130,6 @@ impl Runtime {
     }
 
     /// How many lifecycles run (each holds messages for its actor, or serves them).
-    #[cfg(feature = "cluster")]
     pub(crate) fn lifecycles_running(&self) -> usize {
         self.lifecycles.load(Ordering::Acquire) & !CLOSED
     }

@@ -5,7 +5,10 @@ use std::{fmt, sync::Arc, time::Duration};
 use overmind_core::ActorKey;
 use ractor::RpcReplyPort;
 
-use crate::{Error, SendError, VirtualActor, reply::Relay, slot::Slot};
+use crate::{
+    Error, SendError, VirtualActor,
+    engine::{distribution::NotSent, reply::Relay, slot::Slot},
+};
 
 /// A handle to the virtual actor `(A::KIND, id)`. Cheap to clone; creating one spawns
 /// nothing: the actor is activated by the first message and may come and go behind the handle.
@@ -20,7 +23,6 @@ enum Target<A: VirtualActor> {
     Invalid(Error),
     /// A single node: the actor is always local.
     Local(Arc<Slot<A>>),
-    #[cfg(feature = "cluster")]
     Routed(Arc<routed::Routed<A>>),
 }
 
@@ -29,7 +31,6 @@ impl<A: VirtualActor> Clone for Target<A> {
         match self {
             Self::Invalid(e) => Self::Invalid(e.clone()),
             Self::Local(slot) => Self::Local(slot.clone()),
-            #[cfg(feature = "cluster")]
             Self::Routed(r) => Self::Routed(r.clone()),
         }
     }
@@ -56,7 +57,6 @@ impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
 pub(crate) enum Route<A: VirtualActor> {
     Local(Arc<Slot<A>>),
     /// To `owner`'s node, through the handle's routed target.
-    #[cfg(feature = "cluster")]
     Remote {
         via: Arc<routed::Routed<A>>,
         owner: overmind_core::membership::Member,
@@ -76,8 +76,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         }
     }
 
-    #[cfg(feature = "cluster")]
-    pub(crate) fn routed(kind: Arc<crate::registry::Kind<A>>, key: ActorKey) -> Self {
+    pub(crate) fn routed(kind: Arc<crate::engine::registry::Kind<A>>, key: ActorKey) -> Self {
         Self {
             target: Target::Routed(Arc::new(routed::Routed::new(kind, key))),
         }
@@ -88,7 +87,6 @@ impl<A: VirtualActor> VirtualRef<A> {
         match &self.target {
             Target::Invalid(e) => Err(e.clone()),
             Target::Local(slot) => Ok(&slot.key),
-            #[cfg(feature = "cluster")]
             Target::Routed(r) => Ok(&r.key),
         }
     }
@@ -97,7 +95,6 @@ impl<A: VirtualActor> VirtualRef<A> {
         match &self.target {
             Target::Invalid(e) => Err(e.clone()),
             Target::Local(slot) => Ok(Route::Local(slot.clone())),
-            #[cfg(feature = "cluster")]
             Target::Routed(r) => Ok(r.route()),
         }
     }
@@ -113,17 +110,15 @@ impl<A: VirtualActor> VirtualRef<A> {
         };
         match route {
             Route::Local(slot) => slot.send(message, None),
-            #[cfg(feature = "cluster")]
-            Route::Remote { via: r, owner } => {
-                match r.send_remote(&owner, message)? {
-                    Ok(_) => Ok(()),
-                    // Encoding consumed the message and failed: nothing to hand back.
-                    Err(error) => {
-                        tracing::warn!(key = %r.key, %error, "a cast to another node was lost");
-                        Ok(())
-                    }
+            Route::Remote { via: r, owner } => match r.send_remote(&owner, message) {
+                Ok(_) => Ok(()),
+                Err(NotSent::Refused(e)) => Err(e),
+                // Encoding consumed the message and failed: nothing to hand back.
+                Err(NotSent::Lost(error)) => {
+                    tracing::warn!(key = %r.key, %error, "a cast to another node was lost");
+                    Ok(())
                 }
-            }
+            },
         }
     }
 
@@ -149,12 +144,11 @@ impl<A: VirtualActor> VirtualRef<A> {
                         })
                     })
                 }
-                #[cfg(feature = "cluster")]
                 Route::Remote { via: r, owner } => {
                     let (port, reply) = tokio::sync::oneshot::channel();
                     let outcome = r
                         .send_remote(&owner, build(port_with(port, timeout)))
-                        .map_err(|e| e.error)??;
+                        .map_err(NotSent::into_error)?;
                     match outcome {
                         Some(outcome) => outcome
                             .await
@@ -197,15 +191,12 @@ impl<A: VirtualActor> VirtualRef<A> {
     pub async fn delete(&self) -> Result<(), Error> {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let key = self.key()?.clone();
-        if crate::current::in_handler_of(&key) {
+        if crate::engine::current::in_handler_of(&key) {
             return Err(Error::DeleteFromOwnHandler { key });
         }
         match self.route()? {
             Route::Local(slot) => slot.delete(done)?,
-            #[cfg(feature = "cluster")]
-            Route::Remote { via: r, owner } => {
-                crate::cluster::remote::send_delete(&r.kind_rt(), &key, &owner, done);
-            }
+            Route::Remote { via: r, owner } => r.delete_remote(&owner, done),
         }
         outcome.await.unwrap_or(Err(Error::NoReply { key }))
     }
@@ -221,7 +212,6 @@ fn port_with<T>(
     }
 }
 
-#[cfg(feature = "cluster")]
 mod routed {
     use std::sync::Arc;
 
@@ -229,7 +219,14 @@ mod routed {
     use parking_lot::Mutex;
 
     use super::Route;
-    use crate::{Error, SendError, VirtualActor, cluster::remote, registry::Kind, slot::Slot};
+    use crate::{
+        SendError, VirtualActor,
+        engine::{
+            distribution::{NotSent, Outcome, not_connected},
+            registry::Kind,
+            slot::{Deletion, Slot},
+        },
+    };
 
     /// A handle's target in a cluster, with the owner it resolved for the current epoch.
     pub(crate) struct Routed<A: VirtualActor> {
@@ -285,50 +282,29 @@ mod routed {
             route
         }
 
-        /// The runtime the handle's kind runs on.
-        pub(crate) fn kind_rt(&self) -> Arc<crate::runtime::Runtime> {
-            self.kind.rt.clone()
-        }
-
-        /// Sends to the owner's node. The outer error hands the message back (it was not
-        /// sent); the inner one comes after encoding consumed it.
-        #[allow(clippy::type_complexity)] // reason: the two failure points, kept apart
+        /// Sends to the owner's node.
         pub(crate) fn send_remote(
             &self,
             owner: &Member,
             message: A::Msg,
-        ) -> Result<Result<Option<remote::Outcome>, Error>, SendError<A::Msg>> {
-            let refuse = |message, reason: &str| {
-                Err(SendError {
+        ) -> Result<Option<Outcome>, NotSent<A::Msg>> {
+            match self.kind.elsewhere() {
+                Some(elsewhere) => elsewhere.send(&self.key, owner, message, None),
+                None => Err(NotSent::Refused(SendError {
                     message,
-                    error: Error::Encode {
-                        key: self.key.clone(),
-                        reason: reason.to_owned(),
-                    },
-                })
-            };
-            if !<A::Msg as ractor::Message>::serializable() {
-                return refuse(
-                    message,
-                    "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
-                );
+                    error: not_connected(&self.key),
+                })),
             }
-            if self.kind.rt.cluster.get().is_none() {
-                return Err(SendError {
-                    message,
-                    error: Error::Unavailable {
-                        key: self.key.clone(),
-                        reason: "this node is not connected to its cluster yet".into(),
-                    },
-                });
+        }
+
+        /// Asks the owner's node to delete the actor.
+        pub(crate) fn delete_remote(&self, owner: &Member, done: Deletion) {
+            match self.kind.elsewhere() {
+                Some(elsewhere) => elsewhere.delete(&self.key, owner, done),
+                None => {
+                    let _ = done.send(Err(not_connected(&self.key)));
+                }
             }
-            Ok(remote::send::<A>(
-                &self.kind.rt,
-                &self.key,
-                owner,
-                message,
-                None,
-            ))
         }
     }
 }

@@ -20,7 +20,9 @@ use overmind_core::{
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::{Activation, Error, PersistError, VirtualActor, reply::Outcome, slot::Slot};
+use crate::{
+    Activation, Error, PersistError, VirtualActor, engine::reply::Outcome, engine::slot::Slot,
+};
 
 type State<A> = <A as VirtualActor>::PersistedState;
 
@@ -113,7 +115,7 @@ impl<A: VirtualActor> Host<A> {
         let key = &self.slot.key;
         let placement = &self.slot.kind.rt.placement;
         self.slot.gate.open();
-        let ran = crate::current::scope(
+        let ran = crate::engine::current::scope(
             myself.get_id(),
             &mut st.key,
             AssertUnwindSafe(handler(&mut st.user)).catch_unwind(),
@@ -173,7 +175,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         };
         let mut key = Some(self.slot.key.clone());
         let activation = Activation::new(self.slot.key.clone(), stored);
-        let user = crate::current::scope(
+        let user = crate::engine::current::scope(
             myself.get_id(),
             &mut key,
             self.actor.pre_start(myself.clone(), activation),
@@ -202,7 +204,7 @@ impl<A: VirtualActor> Actor for Host<A> {
         myself: ActorRef<Self::Msg>,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let started = crate::current::scope(
+        let started = crate::engine::current::scope(
             myself.get_id(),
             &mut st.key,
             AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user)).catch_unwind(),
@@ -285,7 +287,7 @@ impl<A: VirtualActor> Actor for Host<A> {
             st.member,
             crate::ActivationEventKind::Stopped,
         );
-        let stopped = crate::current::scope(
+        let stopped = crate::engine::current::scope(
             myself.get_id(),
             &mut st.key,
             AssertUnwindSafe(self.actor.post_stop(myself.clone(), &mut st.user)).catch_unwind(),
@@ -299,9 +301,8 @@ impl<A: VirtualActor> Actor for Host<A> {
             }
         }
         // Stopped for good: the actor's owner, if another node, may take it over now.
-        #[cfg(feature = "cluster")]
-        if let Some(lease) = &st.lease {
-            crate::cluster::release::announce(&self.slot.kind.rt, &self.slot.key, lease);
+        if let (Some(lease), Some(distribution)) = (&st.lease, self.slot.kind.rt.distribution()) {
+            distribution.released(&self.slot.key, lease);
         }
         Ok(())
     }

@@ -111,7 +111,6 @@ impl Placement {
         self.current.read().clone()
     }
 
-    #[cfg(feature = "cluster")]
     /// Whether `node` is a member of the installed view.
     pub(crate) fn has_member(&self, node: &str) -> bool {
         self.current
@@ -120,7 +119,6 @@ impl Placement {
             .is_some_and(|nv| nv.view.member(node).is_some())
     }
 
-    #[cfg(feature = "cluster")]
     /// Installs a new view (the rebalancer does this before retiring what moved).
     pub(crate) fn install(&self, view: Option<NodeView>) {
         let epoch = view.as_ref().map_or(0, |v| v.view.epoch());
@@ -129,7 +127,6 @@ impl Placement {
         self.changed();
     }
 
-    #[cfg(feature = "cluster")]
     /// Wakes everything waiting for placement to change (a new view, a lease change).
     pub(crate) fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -172,13 +169,11 @@ impl Placement {
         self.fixed || self.lease.is_valid_for(member)
     }
 
-    #[cfg(feature = "cluster")]
     /// The current owner of `key`, if it is another node.
     pub(crate) fn remote_owner(&self, key: &str) -> Option<Member> {
         self.remote_owner_by_hash(overmind_core::ring::key_hash(key))
     }
 
-    #[cfg(feature = "cluster")]
     /// The current owner of the key with hash `hash`, if it is another node.
     pub(crate) fn remote_owner_by_hash(&self, hash: u64) -> Option<Member> {
         if self.fixed {
@@ -242,7 +237,6 @@ impl Placement {
         (view.epoch(), decision)
     }
 
-    #[cfg(feature = "cluster")]
     /// Whether an activation of `key` granted in epoch `granted` may go on existing here:
     /// this node has owned the key in every epoch since then (since the last stable epoch,
     /// for an activation granted before it). The rebalancer retires every activation for
@@ -258,7 +252,7 @@ impl Placement {
     }
 }
 
-#[cfg(all(test, feature = "cluster"))]
+#[cfg(test)]
 mod tests {
     use std::time::Instant;
 

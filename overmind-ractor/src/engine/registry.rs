@@ -15,7 +15,10 @@ use std::{
 use overmind_core::{ActorKey, migration::KindSchema};
 use parking_lot::Mutex;
 
-use crate::{Overmind, VirtualActor, overmind::Inner, runtime::Runtime, slot::Slot};
+use crate::{
+    Overmind, VirtualActor,
+    engine::{distribution::Elsewhere, overmind::Inner, runtime::Runtime, slot::Slot},
+};
 
 /// Makes the user's actor value for each activation.
 pub(crate) type Factory<A> = Box<dyn Fn(&Overmind) -> A + Send + Sync>;
@@ -37,13 +40,22 @@ pub(crate) struct Kind<A: VirtualActor> {
     shards: Box<[Shard<A>]>,
     /// Activations other nodes said have stopped, per id: the lease each held. Needed only
     /// while an epoch is not stable (cleared when one is), and bounded.
-    #[cfg(feature = "cluster")]
-    released: Mutex<HashMap<Box<str>, crate::cluster::release::ReleasedLease>>,
+    released: Mutex<HashMap<Box<str>, ReleasedLease>>,
+    /// How messages reach this kind's actors on other nodes, once this node joined them.
+    elsewhere: OnceLock<Arc<dyn Elsewhere<A::Msg>>>,
+}
+
+/// The activation an actor's old owner said has stopped: the lease it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReleasedLease {
+    /// The node that held the lease.
+    pub(crate) node: String,
+    /// The lease's activation number.
+    pub(crate) activation: u64,
 }
 
 /// The most release notices a kind keeps between stable epochs; later ones are dropped (the
 /// actors they name are taken over once the epoch is stable instead).
-#[cfg(feature = "cluster")]
 const MAX_RELEASE_NOTICES: usize = 1 << 20;
 
 impl<A: VirtualActor> Kind<A> {
@@ -59,9 +71,19 @@ impl<A: VirtualActor> Kind<A> {
             overmind: OnceLock::new(),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            #[cfg(feature = "cluster")]
             released: Mutex::new(HashMap::new()),
+            elsewhere: OnceLock::new(),
         }
+    }
+
+    /// Connects the kind to the nodes its actors may live on (once).
+    pub(crate) fn connect(&self, elsewhere: Arc<dyn Elsewhere<A::Msg>>) {
+        let _ = self.elsewhere.set(elsewhere);
+    }
+
+    /// How messages reach this kind's actors on other nodes, once this node joined them.
+    pub(crate) fn elsewhere(&self) -> Option<&Arc<dyn Elsewhere<A::Msg>>> {
+        self.elsewhere.get()
     }
 
     /// A new actor value for an activation; None once the Overmind is gone.
@@ -88,8 +110,7 @@ impl<A: VirtualActor> Kind<A> {
 
     /// Another node says the activation holding `lease` on `id` has stopped: remember it,
     /// and wake the actor's lifecycle if one waits to take it over.
-    #[cfg(feature = "cluster")]
-    pub(crate) fn note_release(&self, id: &str, lease: crate::cluster::release::ReleasedLease) {
+    pub(crate) fn note_release(&self, id: &str, lease: ReleasedLease) {
         {
             let mut released = self.released.lock();
             if released.len() >= MAX_RELEASE_NOTICES && !released.contains_key(id) {
@@ -105,7 +126,6 @@ impl<A: VirtualActor> Kind<A> {
 
     /// Another node waits to take `id` over: stop its activation here as soon as it is
     /// retired (now, if it already is).
-    #[cfg(feature = "cluster")]
     pub(crate) fn expedite(&self, id: &str) {
         let slot = self.shard(id).lock().get(id).and_then(Weak::upgrade);
         if let Some(slot) = slot {
@@ -114,7 +134,6 @@ impl<A: VirtualActor> Kind<A> {
     }
 
     /// Whether another node said the activation holding `lease` on `id` has stopped.
-    #[cfg(feature = "cluster")]
     pub(crate) fn was_released(&self, id: &str, lease: &overmind_core::codec::Lease) -> bool {
         self.released
             .lock()
@@ -136,7 +155,6 @@ impl<A: VirtualActor> Kind<A> {
     }
 
     /// Every slot someone holds.
-    #[cfg(feature = "cluster")]
     pub(crate) fn live_slots(&self) -> Vec<Arc<Slot<A>>> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
@@ -153,26 +171,15 @@ pub(crate) trait AnyKind: Send + Sync + 'static {
     /// activation that must stop first. An activation is drained when its future is first
     /// polled (or when its new owner asks, [`Kind::expedite`]), so the caller decides how
     /// many stop at once.
-    #[cfg(feature = "cluster")]
     fn retire_unsettled(
         &self,
         epoch: u64,
         retiring: &mut Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     );
     /// Stops every activation now (the lease is lost).
-    #[cfg(feature = "cluster")]
     fn stop_all(&self);
     /// Forgets the release notices (an epoch is stable: every owner is settled).
-    #[cfg(feature = "cluster")]
     fn forget_releases(&self);
-    /// Delivers a message that arrived from another node.
-    #[cfg(feature = "cluster")]
-    fn deliver(
-        self: Arc<Self>,
-        rt: &Arc<Runtime>,
-        envelope: crate::cluster::wire::Envelope,
-        reply: Option<ractor::RpcReplyPort<Vec<u8>>>,
-    );
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn slot_count(&self) -> usize;
 }
@@ -182,7 +189,6 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
         let _ = self.overmind.set(overmind);
     }
 
-    #[cfg(feature = "cluster")]
     fn retire_unsettled(
         &self,
         epoch: u64,
@@ -209,28 +215,16 @@ impl<A: VirtualActor> AnyKind for Kind<A> {
         }
     }
 
-    #[cfg(feature = "cluster")]
     fn forget_releases(&self) {
         let mut released = self.released.lock();
         released.clear();
         released.shrink_to(0);
     }
 
-    #[cfg(feature = "cluster")]
     fn stop_all(&self) {
         for slot in self.live_slots() {
             slot.stop_now();
         }
-    }
-
-    #[cfg(feature = "cluster")]
-    fn deliver(
-        self: Arc<Self>,
-        rt: &Arc<Runtime>,
-        envelope: crate::cluster::wire::Envelope,
-        reply: Option<ractor::RpcReplyPort<Vec<u8>>>,
-    ) {
-        crate::cluster::inbound::deliver(self, rt, envelope, reply);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

@@ -22,10 +22,11 @@ use tokio::task::JoinHandle;
 
 use crate::{
     ActivationError, Error, VirtualActor,
-    host::{Host, Loaded},
-    placement::{Decision, Handover},
-    reply,
-    slot::{AfterStop, Queued, Slot},
+    engine::distribution,
+    engine::host::{Host, Loaded},
+    engine::placement::{Decision, Handover},
+    engine::reply,
+    engine::slot::{AfterStop, Queued, Slot},
 };
 
 /// What the lifecycle may do next.
@@ -34,7 +35,6 @@ enum Next {
     /// condition.
     Activate(Grant),
     /// The actor lives on another node.
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Elsewhere(overmind_core::membership::Member),
     /// It cannot be placed now.
     Unavailable(String),
@@ -107,13 +107,13 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
             Next::Elsewhere(owner) => {
                 let (handed_over, queued) = slot.give_up();
                 tracing::debug!(key = %slot.key, owner = %owner.name, messages = handed_over.len() + queued.len(), "passing the actor's messages to its owner");
-                #[cfg(feature = "cluster")]
-                crate::cluster::remote::forward::<A>(&rt, &slot.key, &owner, handed_over, queued);
-                #[cfg(not(feature = "cluster"))]
-                {
-                    // A fixed placement owns everything; nothing is ever elsewhere.
-                    let _ = (owner, handed_over, queued);
-                }
+                distribution::forward(
+                    slot.kind.elsewhere(),
+                    &slot.key,
+                    &owner,
+                    handed_over,
+                    queued,
+                );
                 break;
             }
             Next::Unavailable(reason) => {
@@ -256,10 +256,9 @@ async fn retry_after_blocked<A: VirtualActor>(
             }
         },
         ActivationError::NotReleased { node, .. } => {
-            #[cfg(feature = "cluster")]
-            crate::cluster::release::request(rt, &slot.key, node);
-            #[cfg(not(feature = "cluster"))]
-            let _ = node;
+            if let Some(distribution) = rt.distribution() {
+                distribution.ask_release(&slot.key, node);
+            }
             // The epoch may have become stable (settling the actor here, and forgetting the
             // notices) while the record was read.
             if *changes.borrow_and_update() != grant.decided_at {
@@ -362,15 +361,8 @@ fn check_lease<A: VirtualActor>(
     Ok(())
 }
 
-#[cfg(feature = "cluster")]
 fn was_released<A: VirtualActor>(slot: &Slot<A>, lease: &overmind_core::codec::Lease) -> bool {
     slot.kind.was_released(slot.key.id(), lease)
-}
-
-/// A fixed placement never hands actors over.
-#[cfg(not(feature = "cluster"))]
-fn was_released<A: VirtualActor>(_: &Slot<A>, _: &overmind_core::codec::Lease) -> bool {
-    false
 }
 
 /// A conditional write's failure: another writer got there first (retried), or the store
@@ -555,11 +547,7 @@ async fn spawn_host<A: VirtualActor>(
         actor,
         slot: slot.clone(),
     };
-    // In a cluster activations carry a marker name, so they are never announced to peers.
-    #[cfg(feature = "cluster")]
-    let name = (!rt.placement.is_fixed()).then(crate::cluster::transport::activation_name);
-    #[cfg(not(feature = "cluster"))]
-    let name = None;
+    let name = rt.distribution().and_then(|d| d.activation_name());
     let spawned = match rt.supervisor.get() {
         Some(supervisor) => Actor::spawn_linked(name, host, loaded, supervisor.clone()).await,
         None => Actor::spawn(name, host, loaded).await,

@@ -147,7 +147,6 @@ impl<T: Send + 'static> Relay<T> {
     }
 
     /// A relay for a call that arrived from another node; see `remote_since`.
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     #[allow(clippy::type_complexity)] // reason: as for `new`
     pub(crate) fn remote(
         gate: Arc<Gate>,
