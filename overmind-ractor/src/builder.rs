@@ -6,24 +6,20 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use overmind_core::{StateStore, membership::SingleNode, migration::KindSchema, validate_kind};
+use overmind_core::{StateStore, migration::KindSchema, validate_kind};
 use ractor::{Actor, ActorCell};
 
 use crate::{
     Overmind, StartError, VirtualActor,
     engine::overmind::{Inner, Leave},
-    engine::placement::Placement,
+    engine::placement::{Placement, SingleNode},
     engine::registry::{AnyKind, Kind},
     engine::runtime::Runtime,
     engine::supervisor::Supervisor,
 };
 
-fn single_node() -> Placement {
-    Placement::new(
-        Arc::new(SingleNode::new("local")),
-        true,
-        std::time::Duration::from_secs(30),
-    )
+fn single_node() -> Arc<dyn Placement> {
+    Arc::new(SingleNode::new("local"))
 }
 
 type MakeKind = Box<dyn FnOnce(Arc<Runtime>) -> MadeKind + Send>;

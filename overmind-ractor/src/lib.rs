@@ -8,6 +8,8 @@ pub mod cluster;
 // What only a cluster calls is unused on a single node.
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 mod engine;
+#[cfg(all(test, not(feature = "cluster")))]
+mod engine_tests;
 mod error;
 
 pub use builder::OvermindBuilder;

@@ -14,6 +14,7 @@ pub(crate) mod connect;
 pub mod fuzz;
 pub(crate) mod inbound;
 pub(crate) mod outbox;
+pub(crate) mod placement;
 pub(crate) mod port;
 pub(crate) mod rebalance;
 pub(crate) mod release;
@@ -258,6 +259,8 @@ pub(crate) struct ClusterLink {
     last_arrival: parking_lot::Mutex<std::time::Instant>,
     /// This node's router.
     pub(crate) router: std::sync::OnceLock<ActorRef<RouterMsg>>,
+    /// Where actors live: the view routing and placement follow on this node.
+    pub(crate) placement: Arc<placement::RingPlacement>,
     /// The runtime this link serves (weak: the runtime holds the link).
     rt: std::sync::Weak<crate::engine::runtime::Runtime>,
 }
@@ -268,6 +271,7 @@ impl ClusterLink {
         membership: Arc<ZooKeeperMembership>,
         node_server: ActorRef<NodeServerMessage>,
         addr: String,
+        placement: Arc<placement::RingPlacement>,
         rt: std::sync::Weak<crate::engine::runtime::Runtime>,
     ) -> Self {
         Self {
@@ -282,6 +286,7 @@ impl ClusterLink {
             leaving: std::sync::atomic::AtomicBool::new(false),
             last_arrival: parking_lot::Mutex::new(std::time::Instant::now()),
             router: std::sync::OnceLock::new(),
+            placement,
             rt,
         }
     }
@@ -328,9 +333,7 @@ impl ClusterLink {
     /// router, back to the same outbox by the older installed view, and round again, one
     /// hop each time, until the rebalancer caught up.
     pub(crate) fn in_view(&self, node: &str) -> bool {
-        self.rt
-            .upgrade()
-            .is_some_and(|rt| rt.placement.has_member(node))
+        self.placement.has_member(node)
     }
 
     /// This node's own router.

@@ -18,12 +18,11 @@ use std::sync::Arc;
 use overmind_core::membership::Membership;
 
 use super::{ClusterLink, router::Kinds, stopped};
-use crate::engine::runtime::Runtime;
 
 /// How many retired activations are stopping at once while a view is applied.
 const RETIRE_AT_ONCE: usize = 64;
 
-pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<ClusterLink>) {
+pub(crate) async fn apply_views(kinds: Kinds, link: Arc<ClusterLink>) {
     let membership = link.membership.clone();
     let mut views = membership.views();
     let mut stop = link.stop.subscribe();
@@ -44,7 +43,7 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
                 }
             }
             let stable = nv.view.stable() == epoch;
-            rt.placement.install(Some(nv));
+            link.placement.install(Some(nv));
             if stable {
                 for kind in kinds.values() {
                     kind.forget_releases();
@@ -76,7 +75,7 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
         } else if !link.leaving.load(std::sync::atomic::Ordering::Acquire) {
             // The session ended: the old view no longer says who owns anything. Until the
             // new registration's first view, nothing may be activated or routed by it.
-            rt.placement.install(None);
+            link.placement.install(None);
         }
         // A node that left keeps the stable view without it: messages still arriving are
         // passed on to their owners by it while the node drains. (The lease is gone, so
@@ -90,7 +89,7 @@ pub(crate) async fn apply_views(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
 
 /// Stops every activation when the lease is lost, and wakes waiting lifecycles when it
 /// changes either way.
-pub(crate) async fn watch_lease(rt: Arc<Runtime>, kinds: Kinds, link: Arc<ClusterLink>) {
+pub(crate) async fn watch_lease(kinds: Kinds, link: Arc<ClusterLink>) {
     let lease = link.membership.lease();
     let mut changes = lease.subscribe();
     let mut stop = link.stop.subscribe();
@@ -110,7 +109,7 @@ pub(crate) async fn watch_lease(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
                 }
             }
             holder = now_holder;
-            rt.placement.changed();
+            link.placement.changed();
         }
         if valid != was_valid {
             if valid {
@@ -121,7 +120,7 @@ pub(crate) async fn watch_lease(rt: Arc<Runtime>, kinds: Kinds, link: Arc<Cluste
                     kind.stop_all();
                 }
             }
-            rt.placement.changed();
+            link.placement.changed();
             was_valid = valid;
         }
         let expiry = lease.expires_at().map(tokio::time::Instant::from_std);

@@ -177,7 +177,7 @@ async fn send_batches(link: Arc<ClusterLink>) {
 /// Asks `node`, whose activation of `key` holds the lease this node waits on, to stop it as
 /// soon as it is retired (its release notice follows when it has stopped).
 pub(crate) fn request(link: &Arc<ClusterLink>, rt: &Runtime, key: &ActorKey, node: &str) {
-    if node == link.config.node || !rt.placement.has_member(node) {
+    if node == link.config.node || !link.placement.has_member(node) {
         return;
     }
     let envelope = Envelope {

@@ -9,7 +9,9 @@ use ractor::Actor;
 
 use super::port::KindPort;
 use super::{
-    ClusterConfig, ClusterLink, connect, listen, membership_config, rebalance,
+    ClusterConfig, ClusterLink, connect, listen, membership_config,
+    placement::RingPlacement,
+    rebalance,
     router::{Kinds, Ports, Router},
     transport,
 };
@@ -24,6 +26,7 @@ pub(crate) struct Prepared {
     listener: std::net::TcpListener,
     advertise: String,
     membership: Arc<ZooKeeperMembership>,
+    placement: Arc<RingPlacement>,
 }
 
 /// Binds the listener and starts registering in ZooKeeper. Membership keeps the cluster's
@@ -35,21 +38,23 @@ pub(crate) fn prepare(
     let (listener, advertise) = listen(&config)
         .map_err(|e| StartError::Cluster(format!("cannot listen on {}: {e}", config.listen)))?;
     let membership = ZooKeeperMembership::start(membership_config(&config, &advertise), store)?;
+    let placement = Arc::new(RingPlacement::new(
+        membership.clone() as Arc<dyn Membership>,
+        config.unavailable_after,
+    ));
     Ok(Prepared {
         config,
         listener,
         advertise,
         membership,
+        placement,
     })
 }
 
 impl Prepared {
-    pub(crate) fn placement(&self) -> Placement {
-        Placement::new(
-            self.membership.clone() as Arc<dyn Membership>,
-            false,
-            self.config.unavailable_after,
-        )
+    /// Where actors live, as this node sees the cluster.
+    pub(crate) fn placement(&self) -> Arc<dyn Placement> {
+        self.placement.clone()
     }
 
     /// Starts the node server and the router, connects `kinds` to the cluster, waits to be
@@ -64,6 +69,7 @@ impl Prepared {
             listener,
             advertise,
             membership,
+            placement,
         } = self;
         let fail = |e: StartError, membership: &ZooKeeperMembership| {
             membership.close();
@@ -83,6 +89,7 @@ impl Prepared {
             membership.clone(),
             node_server.clone(),
             advertise,
+            placement,
             Arc::downgrade(rt),
         ));
         for kind in &kinds {
@@ -138,13 +145,9 @@ impl Prepared {
         };
         // Route by the view this node joined with from the first message on; the rebalancer
         // takes over from here.
-        rt.placement.install(Some(joined));
-        tokio::spawn(rebalance::apply_views(
-            rt.clone(),
-            engine.clone(),
-            link.clone(),
-        ));
-        tokio::spawn(rebalance::watch_lease(rt.clone(), engine, link.clone()));
+        link.placement.install(Some(joined));
+        tokio::spawn(rebalance::apply_views(engine.clone(), link.clone()));
+        tokio::spawn(rebalance::watch_lease(engine, link.clone()));
         tracing::info!(node = %link.config.node, addr = %link.addr, cluster = %link.config.cluster, "joined the cluster");
         Ok(())
     }

@@ -69,6 +69,13 @@ impl<M> NotSent<M> {
             Self::Lost(e) => e,
         }
     }
+
+    pub(crate) fn error(&self) -> &Error {
+        match self {
+            Self::Refused(e) => &e.error,
+            Self::Lost(e) => e,
+        }
+    }
 }
 
 /// The error for a message to another node before this node joined its cluster.
@@ -88,9 +95,12 @@ pub(crate) fn forward<M: 'static>(
     handed_over: Vec<M>,
     queued: Vec<Queued<M>>,
 ) {
-    let send = |msg, relay| match elsewhere {
-        Some(e) => e.send(key, owner, msg, relay).map(drop),
-        None => Err(NotSent::Lost(not_connected(key))),
+    let send = |message, relay| match elsewhere {
+        Some(e) => e.send(key, owner, message, relay).map(drop),
+        None => Err(NotSent::Refused(SendError {
+            message,
+            error: not_connected(key),
+        })),
     };
     for msg in handed_over {
         if let Err(e) = send(msg, None) {
@@ -111,14 +121,17 @@ pub(crate) fn forward<M: 'static>(
                 continue;
             }
         };
-        if let Err(e) = send(msg, relay.clone()) {
-            let error = e.into_error();
+        if let Err(not_sent) = send(msg, relay.clone()) {
+            let error = not_sent.error().clone();
             match relay {
                 Some(relay) => reply::fail(&relay, error),
                 None => {
                     tracing::warn!(%key, %error, "could not forward a cast to the actor's node")
                 }
             }
+            // A refused call's reply port closes only now, so its caller sees the error
+            // above rather than a bare "no reply".
+            drop(not_sent);
         }
     }
 }

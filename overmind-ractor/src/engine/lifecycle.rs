@@ -63,7 +63,7 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     // Subscribed before deciding, so a change made after a decision always wakes the wait.
     let mut changes = placement.subscribe();
     let mut shutdown = rt.shutdown_signal();
-    let deadline = tokio::time::Instant::now() + placement.unavailable_after;
+    let deadline = tokio::time::Instant::now() + placement.unavailable_after();
     loop {
         let decided_at = *changes.borrow_and_update();
         match placement.decide(&key) {
@@ -88,7 +88,7 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
                     },
                     _ = shutdown.wait_for(|closing| *closing) => {}
                     _ = tokio::time::sleep_until(deadline) => {
-                        return Next::Unavailable(format!("{reason} (waited {:?})", placement.unavailable_after));
+                        return Next::Unavailable(format!("{reason} (waited {:?})", placement.unavailable_after()));
                     }
                 }
             }
@@ -209,7 +209,7 @@ async fn wait_out<A: VirtualActor>(
     blocked_since: &mut Option<tokio::time::Instant>,
 ) -> bool {
     slot.unclaim();
-    let patience = slot.kind.rt.placement.unavailable_after;
+    let patience = slot.kind.rt.placement.unavailable_after();
     let since = *blocked_since.get_or_insert_with(tokio::time::Instant::now);
     if retry_after_blocked(slot, grant, blocked, since + patience).await {
         return true;
@@ -507,7 +507,7 @@ async fn store_before_serving<A: VirtualActor>(
     let state = stored
         .as_ref()
         .map(|(_, p, _)| (p.schema, p.bytes.as_slice()));
-    if rt.placement.is_fixed() {
+    let Some(lease) = rt.placement.new_lease(grant.epoch, grant.member) else {
         if !stored
             .as_ref()
             .is_some_and(|(_, _, f)| *f == Fresh::Rewrite)
@@ -521,9 +521,8 @@ async fn store_before_serving<A: VirtualActor>(
             .await
             .map_err(fenced)?;
         return Ok((version, None));
-    }
+    };
     check_lease(slot, record.as_ref().and_then(|r| r.lease.as_ref()), grant)?;
-    let lease = rt.placement.new_lease(grant.epoch, grant.member);
     let taken = codec::encode_record(A::KIND, Some(&lease), state);
     let version = rt
         .store

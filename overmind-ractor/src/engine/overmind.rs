@@ -153,7 +153,9 @@ impl Overmind {
         });
         match resolved {
             Err(error) => VirtualRef::invalid(error),
-            Ok((kind, key)) if !self.inner.rt.placement.is_fixed() => VirtualRef::routed(kind, key),
+            Ok((kind, key)) if self.inner.rt.placement.distributed() => {
+                VirtualRef::routed(kind, key)
+            }
             Ok((kind, key)) => VirtualRef::local(kind.slot(key)),
         }
     }
@@ -256,13 +258,7 @@ impl Overmind {
     /// The node that owns actor `(A::KIND, id)` in the current view.
     pub fn owner_of<A: VirtualActor>(&self, id: &str) -> Option<String> {
         let key = ActorKey::new(A::KIND, id).ok()?;
-        let placement = &self.inner.rt.placement;
-        if placement.is_fixed() {
-            return Some(placement.node().to_owned());
-        }
-        placement
-            .view()
-            .and_then(|v| v.view.owner(&key.to_string()).map(str::to_owned))
+        self.inner.rt.placement.owner(&key.to_string())
     }
 
     /// Stops every activation after it has handled the messages it already accepted, refuses

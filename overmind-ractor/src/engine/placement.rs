@@ -1,20 +1,17 @@
-//! Where an actor may live right now, as this node sees it: the current view, its epoch, and
-//! the node's lease.
-//!
-//! A single node owns everything and never changes its mind. In a cluster the view comes from
-//! the membership provider; the rebalancer installs each new view here, and everything that
-//! routes or activates asks this module.
+//! Where an actor may live right now, as this node sees it. The engine asks a [`Placement`]
+//! before it activates, routes or keeps an activation; [`SingleNode`] owns everything and
+//! never changes its mind, and a distribution layer brings its own.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use overmind_core::membership::{Lease, Member, Membership, NodeView};
-use parking_lot::RwLock;
+use overmind_core::{
+    codec::Lease,
+    membership::{Member, Membership, NodeView},
+    ring::key_hash,
+};
 use tokio::sync::watch;
 
 /// What may happen to an actor on this node now.
@@ -47,298 +44,138 @@ pub(crate) enum Handover {
     IfReleased,
 }
 
-pub(crate) struct Placement {
-    node: String,
-    lease: Arc<Lease>,
-    /// Whether the view can ever change (a single node): then every check short-circuits.
-    fixed: bool,
-    current: RwLock<Option<NodeView>>,
-    epoch: AtomicU64,
-    /// Activations started on this node, for lease numbers.
-    activations: AtomicU64,
-    /// Bumped whenever the view or the lease changes, for waiters.
-    changes: watch::Sender<u64>,
-    /// How long a message waits for its actor to become placeable before failing.
-    pub(crate) unavailable_after: Duration,
-}
-
-impl Placement {
-    /// Placement for a membership provider. `fixed` for one that never changes.
-    pub(crate) fn new(
-        membership: Arc<dyn Membership>,
-        fixed: bool,
-        unavailable_after: Duration,
-    ) -> Self {
-        let current = membership.views().borrow().clone();
-        let epoch = current.as_ref().map_or(0, |v| v.view.epoch());
-        Self {
-            node: membership.node().to_owned(),
-            lease: membership.lease(),
-            fixed,
-            current: RwLock::new(current),
-            epoch: AtomicU64::new(epoch),
-            activations: AtomicU64::new(0),
-            changes: watch::channel(0).0,
-            unavailable_after,
-        }
-    }
-
-    pub(crate) fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// A lease for a new activation of registration `member` under `epoch`: this node, and an
-    /// activation number unique to the registration (its member id in the high half).
-    pub(crate) fn new_lease(&self, epoch: u64, member: u64) -> overmind_core::codec::Lease {
-        let n = self.activations.fetch_add(1, Ordering::Relaxed);
-        overmind_core::codec::Lease {
-            epoch,
-            node: self.node.clone(),
-            activation: (member << 32) | (n & 0xffff_ffff),
-        }
-    }
-
-    pub(crate) fn is_fixed(&self) -> bool {
-        self.fixed
-    }
-
+/// Where actors live, as this node sees it now.
+pub(crate) trait Placement: Send + Sync + 'static {
+    /// This node's name.
+    fn node(&self) -> &str;
     /// The epoch of the installed view; handles re-resolve when it changes.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn view(&self) -> Option<NodeView> {
-        self.current.read().clone()
-    }
-
-    /// Whether `node` is a member of the installed view.
-    pub(crate) fn has_member(&self, node: &str) -> bool {
-        self.current
-            .read()
-            .as_ref()
-            .is_some_and(|nv| nv.view.member(node).is_some())
-    }
-
-    /// Installs a new view (the rebalancer does this before retiring what moved).
-    pub(crate) fn install(&self, view: Option<NodeView>) {
-        let epoch = view.as_ref().map_or(0, |v| v.view.epoch());
-        *self.current.write() = view;
-        self.epoch.store(epoch, Ordering::Release);
-        self.changed();
-    }
-
-    /// Wakes everything waiting for placement to change (a new view, a lease change).
-    pub(crate) fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
+    fn epoch(&self) -> u64;
+    /// The installed view.
+    fn view(&self) -> Option<NodeView>;
+    /// Changes whenever placement may decide differently (a new view, a lease change).
+    fn subscribe(&self) -> watch::Receiver<u64>;
+    /// How long a message waits for its actor to become placeable before failing.
+    fn unavailable_after(&self) -> Duration;
+    /// Whether actors may live on other nodes: handles then route each message.
+    fn distributed(&self) -> bool;
+    /// The node that owns `key` in the installed view.
+    fn owner(&self, key: &str) -> Option<String>;
+    /// A lease fencing a new activation of registration `member` under `epoch`, or None where
+    /// activations are not fenced (one node owns every actor for good).
+    fn new_lease(&self, epoch: u64, member: u64) -> Option<Lease>;
+    /// A number for a new activation that takes no lease.
+    fn next_activation(&self) -> u64;
     /// When registration `member`'s lease ran out, if it may not serve now.
-    pub(crate) fn lease_ended(&self, member: u64) -> Option<std::time::Instant> {
-        if self.fixed {
-            None
-        } else {
-            self.lease.ended_for(member)
-        }
-    }
-
-    /// A number for a new activation (single node) .
-    pub(crate) fn next_activation(&self) -> u64 {
-        self.activations.fetch_add(1, Ordering::Relaxed)
-    }
-
+    fn lease_ended(&self, member: u64) -> Option<std::time::Instant>;
     /// Whether this node may serve right now: it holds the lease, for the registration its
     /// current view belongs to.
-    pub(crate) fn serving(&self) -> bool {
-        self.fixed
-            || self
-                .current
-                .read()
-                .as_ref()
-                .and_then(|nv| nv.member.as_ref())
-                .is_some_and(|m| self.lease.is_valid_for(m.id))
-    }
-
+    fn serving(&self) -> bool;
     /// Whether an activation of registration `member` may serve right now. After a session
     /// expired, the node's new registration holds the lease, and activations of the old one
     /// may never serve again.
-    pub(crate) fn serving_as(&self, member: u64) -> bool {
-        self.fixed || self.lease.is_valid_for(member)
-    }
-
-    /// The current owner of `key`, if it is another node.
-    pub(crate) fn remote_owner(&self, key: &str) -> Option<Member> {
-        self.remote_owner_by_hash(overmind_core::ring::key_hash(key))
-    }
-
+    fn serving_as(&self, member: u64) -> bool;
     /// The current owner of the key with hash `hash`, if it is another node.
-    pub(crate) fn remote_owner_by_hash(&self, hash: u64) -> Option<Member> {
-        if self.fixed {
-            return None;
-        }
-        let current = self.current.read();
-        let view = &current.as_ref()?.view;
-        let owner = view.ring().owner_of_hash(hash)?;
-        (owner != self.node)
-            .then(|| view.member(owner).cloned())
-            .flatten()
+    fn remote_owner_by_hash(&self, hash: u64) -> Option<Member>;
+    /// The current owner of `key`, if it is another node.
+    fn remote_owner(&self, key: &str) -> Option<Member> {
+        self.remote_owner_by_hash(key_hash(key))
     }
-
     /// What may happen to `key` on this node now, and the epoch of the view that decided.
-    pub(crate) fn decide(&self, key: &str) -> (u64, Decision) {
-        if self.fixed {
-            return (
-                self.epoch(),
-                Decision::Activate {
-                    member: 0,
-                    handover: Handover::Settled,
-                },
-            );
-        }
-        let current = self.current.read();
-        let Some(nv) = current.as_ref() else {
-            return (0, Decision::Wait("this node has no view of the cluster"));
-        };
-        let view = &nv.view;
-        let decision = match view.owner(key) {
-            None => Decision::Wait("the cluster has no members"),
-            Some(owner) if owner != self.node => match view.member(owner) {
-                Some(m) => Decision::Elsewhere(m.clone()),
-                None => Decision::Wait("the owner is not in the view"),
-            },
-            Some(_) if !nv.is_member() => {
-                Decision::Wait("this node is not a member of the current view")
-            }
-            Some(_) if !self.lease.is_valid() => Decision::Wait("this node's lease has expired"),
-            // A view read under an earlier registration (the session expired and the node
-            // rejoined): the cluster may have handed this node's actors over since.
-            Some(_)
-                if !nv
-                    .member
-                    .as_ref()
-                    .is_some_and(|m| self.lease.is_valid_for(m.id)) =>
-            {
-                Decision::Wait(
-                    "this node rejoined the cluster and waits for a view of its new registration",
-                )
-            }
-            Some(_) => Decision::Activate {
-                member: nv.member.as_ref().map_or(0, |m| m.id),
-                handover: if view.settled_owner(key, &self.node) {
-                    Handover::Settled
-                } else {
-                    Handover::IfReleased
-                },
-            },
-        };
-        (view.epoch(), decision)
-    }
-
+    fn decide(&self, key: &str) -> (u64, Decision);
     /// Whether an activation of `key` granted in epoch `granted` may go on existing here:
     /// this node has owned the key in every epoch since then (since the last stable epoch,
-    /// for an activation granted before it). The rebalancer retires every activation for
-    /// which this is false; `granted` 0 asks whether the key is settled here.
-    pub(crate) fn holds_here(&self, key: &str, granted: u64) -> bool {
-        if self.fixed {
-            return true;
+    /// for an activation granted before it). Activations for which this is false are
+    /// retired; `granted` 0 asks whether the key is settled here.
+    fn holds_here(&self, key: &str, granted: u64) -> bool;
+}
+
+/// One node that owns every actor, for good: nothing is ever elsewhere, nothing needs a lease.
+pub(crate) struct SingleNode {
+    node: String,
+    view: Option<NodeView>,
+    activations: AtomicU64,
+    /// Never changes; waiters subscribe to it all the same.
+    changes: watch::Sender<u64>,
+    unavailable_after: Duration,
+}
+
+impl SingleNode {
+    /// A single node named `node`.
+    pub(crate) fn new(node: &str) -> Self {
+        let membership = overmind_core::membership::SingleNode::new(node);
+        let view = membership.views().borrow().clone();
+        Self {
+            node: node.to_owned(),
+            view,
+            activations: AtomicU64::new(0),
+            changes: watch::channel(0).0,
+            unavailable_after: Duration::from_secs(30),
         }
-        let current = self.current.read();
-        current
-            .as_ref()
-            .is_some_and(|nv| nv.is_member() && nv.view.holds_since(key, &self.node, granted))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use overmind_core::membership::{MembershipError, View, ViewRecord, view::Epoch};
-
-    use super::*;
-
-    /// Membership whose lease the test grants and revokes by hand; views are installed
-    /// directly, as the rebalancer would.
-    struct Manual {
-        lease: Arc<Lease>,
-        views: watch::Sender<Option<NodeView>>,
+impl Placement for SingleNode {
+    fn node(&self) -> &str {
+        &self.node
     }
 
-    impl Membership for Manual {
-        fn node(&self) -> &str {
-            "n0"
-        }
-        fn views(&self) -> watch::Receiver<Option<NodeView>> {
-            self.views.subscribe()
-        }
-        fn lease(&self) -> Arc<Lease> {
-            self.lease.clone()
-        }
-        fn applied(&self, _epoch: u64) {}
-        fn leave(&self) -> futures::future::BoxFuture<'_, Result<(), MembershipError>> {
-            Box::pin(async { Ok(()) })
-        }
+    fn epoch(&self) -> u64 {
+        self.view.as_ref().map_or(0, |v| v.view.epoch())
     }
 
-    fn view_with(id: u64, epoch: u64) -> NodeView {
-        let me = Member {
-            id,
-            name: "n0".into(),
-            addr: String::new(),
+    fn view(&self) -> Option<NodeView> {
+        self.view.clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn unavailable_after(&self) -> Duration {
+        self.unavailable_after
+    }
+
+    fn distributed(&self) -> bool {
+        false
+    }
+
+    fn owner(&self, _: &str) -> Option<String> {
+        Some(self.node.clone())
+    }
+
+    fn new_lease(&self, _: u64, _: u64) -> Option<Lease> {
+        None
+    }
+
+    fn next_activation(&self) -> u64 {
+        self.activations.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lease_ended(&self, _: u64) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn serving(&self) -> bool {
+        true
+    }
+
+    fn serving_as(&self, _: u64) -> bool {
+        true
+    }
+
+    fn remote_owner_by_hash(&self, _: u64) -> Option<Member> {
+        None
+    }
+
+    fn decide(&self, _: &str) -> (u64, Decision) {
+        let decision = Decision::Activate {
+            member: 0,
+            handover: Handover::Settled,
         };
-        let view = Arc::new(View::new(
-            ViewRecord {
-                epoch,
-                stable: epoch,
-                history: vec![Epoch {
-                    epoch,
-                    members: vec![me.clone()],
-                }],
-            },
-            16,
-        ));
-        NodeView {
-            view,
-            member: Some(me),
-        }
+        (self.epoch(), decision)
     }
 
-    #[test]
-    fn a_view_from_an_expired_registration_decides_nothing() {
-        let lease = Arc::new(Lease::new());
-        let membership = Arc::new(Manual {
-            lease: lease.clone(),
-            views: watch::channel(None).0,
-        });
-        let placement = Placement::new(membership, false, Duration::from_secs(1));
-        let later = || Instant::now() + Duration::from_secs(60);
-        lease.grant(3, later());
-        placement.install(Some(view_with(3, 7)));
-        assert!(matches!(
-            placement.decide("k").1,
-            Decision::Activate { member: 3, .. }
-        ));
-        assert!(placement.serving() && placement.serving_as(3));
-        // The session expires and the node rejoins as member 5 before its first new view.
-        lease.revoke();
-        lease.grant(5, later());
-        assert!(
-            matches!(placement.decide("k").1, Decision::Wait(_)),
-            "the old registration's view must not decide"
-        );
-        assert!(!placement.serving(), "no view of the new registration yet");
-        assert!(
-            !placement.serving_as(3),
-            "an activation of the old registration may not serve"
-        );
-        placement.install(Some(view_with(5, 9)));
-        assert!(matches!(
-            placement.decide("k").1,
-            Decision::Activate { member: 5, .. }
-        ));
-        assert!(placement.serving_as(5) && !placement.serving_as(3));
+    fn holds_here(&self, _: &str, _: u64) -> bool {
+        true
     }
 }

@@ -13,7 +13,7 @@ use overmind_core::StateStore;
 use ractor::ActorCell;
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::engine::distribution::Distribution;
+use crate::engine::{distribution::Distribution, placement::Placement};
 
 /// Receives activation events.
 pub(crate) type ActivationHook = Arc<dyn Fn(&crate::ActivationEvent) + Send + Sync>;
@@ -22,7 +22,7 @@ pub(crate) type ActivationHook = Arc<dyn Fn(&crate::ActivationEvent) + Send + Sy
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 pub(crate) struct Runtime {
-    pub(crate) placement: crate::engine::placement::Placement,
+    pub(crate) placement: Arc<dyn Placement>,
     /// The layer connecting this node to others, once it has joined them.
     distribution: OnceLock<Arc<dyn Distribution>>,
     pub(crate) store: Arc<dyn StateStore>,
@@ -54,7 +54,7 @@ pub(crate) struct Counters {
 
 impl Runtime {
     pub(crate) fn new(
-        placement: crate::engine::placement::Placement,
+        placement: Arc<dyn Placement>,
         store: Arc<dyn StateStore>,
         owns_store: bool,
         tokio: Handle,
