@@ -1,12 +1,21 @@
 //! Clustering (feature `cluster`): membership in ZooKeeper, placement on the ring, routing
-//! between nodes over ractor_cluster, and rebalancing when the view changes.
+//! between nodes over ractor_cluster, and rebalancing when the view changes. It plugs into the
+//! engine through the engine's traits (`Placement`, `Distribution`, `Elsewhere`); the builder
+//! wires it in.
 //!
-//! - `connect`: the node server and the links to the members of the view (with backoff).
+//! - `start`: bringing a node up in a safe order; the engine's `Distribution`.
+//! - `placement`: `RingPlacement`, the installed view and the lease: the one source of truth
+//!   for routing and placement on this node.
+//! - `port`: each kind's connection: the engine's `Elsewhere`, and delivery of what arrives.
+//! - `remote`: encoding a message for the node that owns its actor, and waiting for a reply.
+//! - `outbox`: the ordered frames waiting for each peer.
 //! - `router`: one router actor per node, reachable from peers through a process group;
 //!   virtual actors themselves stay local.
-//! - `port`: each kind's connection: the engine's `Elsewhere`, and delivery of what arrives.
-//! - `remote`: sending a message to the node that owns its actor, and back.
+//! - `inbound`: what arrives: user messages, deletes, release notices and requests.
+//! - `routing`: the pure rule for a message whose sender saw another view.
+//! - `release`: release notices and requests between old and new owners.
 //! - `rebalance`: applying each new view (retiring what moved), and the lease monitor.
+//! - `connect`, `transport`: the node server and the links to the members (with backoff).
 //! - `wire`: the frames routers exchange.
 
 pub(crate) mod connect;
@@ -341,15 +350,10 @@ impl ClusterLink {
         self.router.get().cloned()
     }
 
-    /// The router of `node`'s current registration, once the link to it is up.
+    /// The router of `node`'s registration in the installed view (the view this node routes
+    /// by, like [`Self::in_view`]), once the link to it is up.
     pub(crate) fn router_of(&self, node: &str) -> Option<ActorRef<RouterMsg>> {
-        use overmind_core::membership::Membership;
-        let member = self
-            .membership
-            .views()
-            .borrow()
-            .as_ref()
-            .and_then(|v| v.view.member(node).map(|m| m.id))?;
+        let member = self.placement.member_id(node)?;
         router::router_of(&self.config.cluster, node, member)
     }
 

@@ -53,6 +53,12 @@ impl RingPlacement {
             .is_some_and(|nv| nv.view.member(node).is_some())
     }
 
+    /// The member id of `node`'s registration in the installed view.
+    pub(crate) fn member_id(&self, node: &str) -> Option<u64> {
+        let current = self.current.read();
+        current.as_ref()?.view.member(node).map(|m| m.id)
+    }
+
     /// Installs a new view (the rebalancer does this before retiring what moved).
     pub(crate) fn install(&self, view: Option<NodeView>) {
         let epoch = view.as_ref().map_or(0, |v| v.view.epoch());
