@@ -36,6 +36,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+// docs.rs marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod codec;
 mod key;

@@ -188,13 +188,14 @@ impl OvermindBuilder {
         }
         let spawn_err = |e: ractor::SpawnErr| StartError::Spawn(e.to_string());
         // The activations' supervisor stays out of the caller's tree; see `supervisor`.
-        let (hosts, _) = Actor::spawn(None, Supervisor, ())
+        let names = crate::engine::supervisor::Names::next();
+        let (hosts, _) = Actor::spawn(Some(names.activations), Supervisor, ())
             .await
             .map_err(spawn_err)?;
         let _ = rt.supervisor.set(hosts.get_cell());
         let spawned = match parent {
-            Some(parent) => Actor::spawn_linked(None, Supervisor, (), parent).await,
-            None => Actor::spawn(None, Supervisor, ()).await,
+            Some(parent) => Actor::spawn_linked(Some(names.overmind), Supervisor, (), parent).await,
+            None => Actor::spawn(Some(names.overmind), Supervisor, ()).await,
         };
         let (supervisor, ended) = match spawned {
             Ok(spawned) => spawned,

@@ -235,12 +235,10 @@ pub enum StartError {
     /// The supervisor actor could not be spawned.
     #[error("cannot spawn the Overmind supervisor: {0}")]
     Spawn(String),
-    /// The node could not join its cluster.
-    #[cfg(feature = "cluster")]
+    /// The node could not join its cluster (only with the `cluster` feature).
     #[error(transparent)]
     Membership(#[from] overmind_core::membership::MembershipError),
-    /// The cluster parts of the node could not start.
-    #[cfg(feature = "cluster")]
+    /// The cluster parts of the node could not start (only with the `cluster` feature).
     #[error("cannot start the cluster node: {0}")]
     Cluster(String),
     /// `spawn` was called outside a tokio runtime.

@@ -1,6 +1,8 @@
 #![doc = include_str!("../../README.md")]
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+// docs.rs marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 #[cfg(feature = "cluster")]
@@ -17,7 +19,7 @@ pub use engine::actor::{Activation, ActivationEvent, ActivationEventKind, Virtua
 pub use engine::current::VirtualActorRef;
 pub use engine::handle::VirtualRef;
 pub use engine::overmind::{ClusterInfo, Overmind, Stats};
-pub use engine::supervisor::SupervisorMsg;
+pub use engine::supervisor::{SUPERVISOR_NAME_PREFIX, SupervisorMsg};
 pub use error::{ActivationError, Error, PersistError, SendError, StartError};
 pub use overmind_core::migration::{
     MAX_REPORTED_FAILURES, MigrationProgress, Migrations, SchemaError,

@@ -336,7 +336,7 @@ mod cluster_targets {
                 decode: Box::new(|bytes| fuzz::decode_envelope(bytes).is_ok()),
             },
             Target {
-                name: "wire::Reply::decode + cluster::decode_reply",
+                name: "wire::Reply::decode + fuzz::reply_payload",
                 seeds: [&b""[..], b"reply", &[0, 0, 0, 0, 0, 0, 0, 9]]
                     .iter()
                     .flat_map(|p| fuzz::replies(p))

@@ -396,7 +396,7 @@ async fn a_peer_with_the_wrong_cookie_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_frame_gets_a_typed_error_and_the_router_carries_on() {
-    use overmind_ractor::cluster::{RouterMsg, decode_reply};
+    use overmind_ractor::cluster::fuzz::reply_payload;
     // A cluster of its own: the wrong-cookie test, running beside it in this process, checks
     // that no router of cluster "test" is visible here.
     const CLUSTER: &str = "undecodable";
@@ -410,7 +410,7 @@ async fn an_undecodable_frame_gets_a_typed_error_and_the_router_carries_on() {
     for garbage in [vec![], vec![9, 9, 9], vec![1, 255, 255, 255, 255]] {
         let reply = ractor::call_t!(router, RouterMsg::Call, 5000, garbage.clone())
             .expect("the router answers");
-        let err = decode_reply(&reply).expect_err("an error, not a reply");
+        let err = reply_payload(&reply).expect_err("an error, not a reply");
         assert!(err.contains("BadFrame"), "{garbage:?}: {err}");
     }
     // The router survived: node a still serves through it.
@@ -549,11 +549,17 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_foreign_certificate() {
     assert!(err.contains("mutual TLS"), "{err}");
 }
 
+/// A router's messages as a peer speaks them. ractor_cluster matches variants by name, so a
+/// peer's own type with these variants talks to Overmind's routers (and answers as one).
+#[derive(ractor_cluster::RactorClusterMessage)]
+enum RouterMsg {
+    Cast(Vec<u8>),
+    #[rpc]
+    Call(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>),
+}
+
 /// The router of node `node` of cluster `cluster`, once it is visible to this process.
-async fn visible_router(
-    cluster: &str,
-    node: &str,
-) -> ractor::ActorRef<overmind_ractor::cluster::RouterMsg> {
+async fn visible_router(cluster: &str, node: &str) -> ractor::ActorRef<RouterMsg> {
     let prefix = format!("overmind/{cluster}/router/{node}/");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -586,7 +592,7 @@ struct HostileRouter {
 }
 
 impl ractor::Actor for HostileRouter {
-    type Msg = overmind_ractor::cluster::RouterMsg;
+    type Msg = RouterMsg;
     type State = ();
     type Arguments = ();
 
@@ -604,7 +610,7 @@ impl ractor::Actor for HostileRouter {
         msg: Self::Msg,
         _: &mut (),
     ) -> Result<(), ractor::ActorProcessingErr> {
-        if let overmind_ractor::cluster::RouterMsg::Call(_, reply) = msg {
+        if let RouterMsg::Call(_, reply) = msg {
             let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = reply.send(self.replies[n % self.replies.len()].clone());
         }
@@ -618,7 +624,7 @@ impl ractor::Actor for HostileRouter {
 struct Hostile {
     server: ractor::ActorRef<ractor_cluster::NodeServerMessage>,
     membership: std::sync::Arc<overmind_core::membership::ZooKeeperMembership>,
-    router: ractor::ActorRef<overmind_ractor::cluster::RouterMsg>,
+    router: ractor::ActorRef<RouterMsg>,
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     applier: tokio::task::JoinHandle<()>,
 }
@@ -726,7 +732,7 @@ async fn node_of_cluster(zk: &ZooKeeper, pg: &Postgres, cluster: &str) -> Node {
 /// the node goes on serving calls through the same router.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_with_the_cookie_cannot_kill_a_node_with_crafted_envelopes() {
-    use overmind_ractor::cluster::{RouterMsg, decode_reply, fuzz::envelope};
+    use overmind_ractor::cluster::fuzz::{envelope, reply_payload};
     const CLUSTER: &str = "hostile-frames";
     let zk = ZooKeeper::start();
     let pg = Postgres::start();
@@ -778,7 +784,7 @@ async fn a_hostile_peer_with_the_cookie_cannot_kill_a_node_with_crafted_envelope
             .expect("the link takes a cast");
         let reply = ractor::call_t!(router, RouterMsg::Call, 10_000, bytes.clone())
             .unwrap_or_else(|e| panic!("{what}: the router did not answer: {e}"));
-        let err = decode_reply(&reply).expect_err(what);
+        let err = reply_payload(&reply).expect_err(what);
         assert!(err.contains("BadFrame"), "{what}: {err}");
     }
 
@@ -791,7 +797,7 @@ async fn a_hostile_peer_with_the_cookie_cannot_kill_a_node_with_crafted_envelope
         frame("AddAndGet", &i64_args(5))
     )
     .expect("the router answers a valid call");
-    let value = decode_reply(&reply).expect("a reply, not an error");
+    let value = reply_payload(&reply).expect("a reply, not an error");
     assert_eq!(value, 5i64.to_be_bytes(), "the call was handled");
     assert_eq!(a.add(&victim, 1).await, Ok(6));
     assert_eq!(hostile.calls(), 0, "nothing was routed to the peer");

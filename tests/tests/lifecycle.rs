@@ -523,3 +523,59 @@ async fn stopping_the_parent_supervisor_is_a_graceful_shutdown() {
         reopened.shutdown().await.unwrap();
     }
 }
+
+/// A parent that reports the names of its children as they end.
+struct Watching;
+
+impl ractor::Actor for Watching {
+    type Msg = ();
+    type State = tokio::sync::mpsc::UnboundedSender<Option<String>>;
+    type Arguments = tokio::sync::mpsc::UnboundedSender<Option<String>>;
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        ended: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(ended)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ractor::ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        ended: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorTerminated(cell, ..) = event {
+            let _ = ended.send(cell.get_name());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_is_named_in_its_parents_supervision_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let (parent, _) = ractor::Actor::spawn(None, Watching, tx).await.unwrap();
+    let om = Overmind::builder()
+        .data_dir(dir.path())
+        .register::<AccountActor>()
+        .spawn_linked(parent.get_cell())
+        .await
+        .expect("overmind starts");
+    let name = om
+        .supervisor()
+        .get_name()
+        .expect("the supervisor has a name");
+    assert!(
+        name.starts_with(overmind_ractor::SUPERVISOR_NAME_PREFIX),
+        "{name}"
+    );
+    om.shutdown().await.unwrap();
+    let reported = tokio::time::timeout(Duration::from_secs(30), ended.recv())
+        .await
+        .expect("the parent heard of the supervisor's end");
+    assert_eq!(reported, Some(Some(name)));
+    parent.stop(None);
+}

@@ -190,3 +190,31 @@ async fn an_unreachable_database_is_a_clear_error() {
         "the password is not printed: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surprising_row_is_an_error_not_a_panic() {
+    let pg = Postgres::start();
+    let store = PostgresStore::connect(&pg.url(), 2).await.unwrap();
+    let admin = client(&pg.url()).await;
+    // A version the sequence never hands out, as damage or a hand-edited row would leave.
+    admin
+        .batch_execute("INSERT INTO overmind_state VALUES ('k', 'negative', -5, '\\x01')")
+        .await
+        .unwrap();
+    let key = overmind_core::ActorKey::new("k", "negative").unwrap();
+    let err = store.load(&key).await.expect_err("a negative version");
+    assert!(err.to_string().contains("negative version (-5)"), "{err}");
+    let absent = overmind_core::ActorKey::new("k", "absent").unwrap();
+    let err = store
+        .save(&absent, overmind_core::Version(u64::MAX), b"x")
+        .await
+        .expect_err("a version no row can hold");
+    assert!(err.is_conflict(), "{err}");
+    // The store still serves every other row.
+    let ok = overmind_core::ActorKey::new("k", "fine").unwrap();
+    let v = store
+        .save(&ok, overmind_core::Version::ABSENT, b"y")
+        .await
+        .unwrap();
+    assert_eq!(store.load(&ok).await.unwrap().map(|s| s.version), Some(v));
+}

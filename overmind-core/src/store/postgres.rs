@@ -79,6 +79,32 @@ fn floor_of(stored: Option<i64>) -> Result<u64, StoreError> {
     }
 }
 
+/// Column `idx` of `row`, refused with a typed error if its type is not what was asked.
+fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
+    row: &'r tokio_postgres::Row,
+    idx: usize,
+) -> Result<T, StoreError> {
+    row.try_get(idx).map_err(backend)
+}
+
+/// A stored version. Versions come from a sequence that starts at 1, so a negative one is
+/// damage.
+fn version_of(row: &tokio_postgres::Row) -> Result<Version, StoreError> {
+    let stored: i64 = column(row, 0)?;
+    u64::try_from(stored)
+        .map(Version)
+        .map_err(|_| StoreError::Backend {
+            store: NAME,
+            reason: format!("overmind_state holds a negative version ({stored})"),
+            source: None,
+        })
+}
+
+/// A version as the column's type; None for one no row can hold (so none matches it).
+fn as_column(version: Version) -> Option<i64> {
+    i64::try_from(version.0).ok()
+}
+
 /// The address part of a URL, without credentials, for messages.
 fn redact(url: &str) -> String {
     match url.split_once('@') {
@@ -150,7 +176,8 @@ impl PostgresStore {
             )
             .await
             .map_err(schema_err)?
-            .get(0);
+            .try_get(0)
+            .map_err(schema_err)?;
         if !has_list_index {
             tx.batch_execute(
                 r#"CREATE INDEX IF NOT EXISTS overmind_state_list
@@ -173,7 +200,7 @@ impl PostgresStore {
             .query_opt(&stmt, &[&key.kind(), &key.id()])
             .await
             .map_err(backend)?;
-        Ok(row.map_or(Version::ABSENT, |r| Version(r.get::<_, i64>(0) as u64)))
+        row.map_or(Ok(Version::ABSENT), |r| version_of(&r))
     }
 
     async fn conflict(&self, key: &ActorKey, expected: Version) -> StoreError {
@@ -206,10 +233,13 @@ impl StateStore for PostgresStore {
                 .query_opt(&stmt, &[&key.kind(), &key.id()])
                 .await
                 .map_err(backend)?;
-            Ok(row.map(|r| Stored {
-                version: Version(r.get::<_, i64>(0) as u64),
-                bytes: r.get(1),
-            }))
+            row.map(|r| {
+                Ok(Stored {
+                    version: version_of(&r)?,
+                    bytes: column(&r, 1)?,
+                })
+            })
+            .transpose()
         })
     }
 
@@ -220,6 +250,9 @@ impl StateStore for PostgresStore {
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<Version, StoreError>> {
         Box::pin(async move {
+            let Some(expected_column) = as_column(expected) else {
+                return Err(self.conflict(key, expected).await);
+            };
             let client = self.pool.get().await.map_err(backend)?;
             let row = if expected.is_absent() {
                 let stmt = client
@@ -242,13 +275,13 @@ impl StateStore for PostgresStore {
                     .await
                     .map_err(backend)?;
                 client
-                    .query_opt(&stmt, &[&key.kind(), &key.id(), &bytes, &(expected.0 as i64)])
+                    .query_opt(&stmt, &[&key.kind(), &key.id(), &bytes, &expected_column])
                     .await
             }
             .map_err(backend)?;
             drop(client);
             match row {
-                Some(r) => Ok(Version(r.get::<_, i64>(0) as u64)),
+                Some(r) => version_of(&r),
                 None => Err(self.conflict(key, expected).await),
             }
         })
@@ -260,6 +293,9 @@ impl StateStore for PostgresStore {
         expected: Version,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let Some(expected_column) = as_column(expected) else {
+                return Err(self.conflict(key, expected).await);
+            };
             let client = self.pool.get().await.map_err(backend)?;
             let stmt = client
                 .prepare_cached(
@@ -268,7 +304,7 @@ impl StateStore for PostgresStore {
                 .await
                 .map_err(backend)?;
             let deleted = client
-                .execute(&stmt, &[&key.kind(), &key.id(), &(expected.0 as i64)])
+                .execute(&stmt, &[&key.kind(), &key.id(), &expected_column])
                 .await
                 .map_err(backend)?;
             drop(client);
@@ -306,7 +342,7 @@ impl StateStore for PostgresStore {
                 .query_opt(&stmt, &[&cluster])
                 .await
                 .map_err(backend)?;
-            floor_of(row.map(|r| r.get::<_, i64>(0)))
+            floor_of(row.map(|r| column(&r, 0)).transpose()?)
         })
     }
 
@@ -335,7 +371,7 @@ impl StateStore for PostgresStore {
                 .query_one(&stmt, &[&cluster, &wanted])
                 .await
                 .map_err(backend)?;
-            floor_of(Some(row.get::<_, i64>(0)))
+            floor_of(Some(column(&row, 0)?))
         })
     }
 
@@ -368,7 +404,7 @@ impl StateStore for PostgresStore {
                 .query(&stmt, &[&kind, &after, &limit])
                 .await
                 .map_err(backend)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            rows.iter().map(|r| column(r, 0)).collect()
         })
     }
 }

@@ -1,6 +1,6 @@
-//! Entry points for Overmind's fuzz harness (`overmind-fuzz` in the tests crate), which must
-//! reach decoders private to this crate. Hidden: not a public API, and it changes without
-//! notice.
+//! Entry points for Overmind's fuzz harness (`overmind-fuzz` in the tests crate) and its
+//! hostile-peer tests, which must reach the wire format private to this crate. Hidden: not a
+//! public API, and it changes without notice.
 
 use ractor::{Message, RpcReplyPort, message::SerializedMessage};
 
@@ -18,9 +18,18 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
 /// value or an error.
 pub fn decode_reply(bytes: &[u8]) -> Result<(), String> {
     Reply::decode(bytes).map_err(|e| e.to_string())?;
-    // The helper tools use: the same decode, then the error reply as text.
-    let _ = super::decode_reply(bytes);
+    let _ = reply_payload(bytes);
     Ok(())
+}
+
+/// Decodes a router's reply frame as a peer reads it: the reply's bytes, or the error it
+/// carries, as text.
+pub fn reply_payload(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match Reply::decode(bytes) {
+        Ok(Reply::Ok(bytes)) => Ok(bytes),
+        Ok(Reply::Err(e)) => Err(format!("{e:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Decodes a batch of release notices as a router does: Ok if it is one.

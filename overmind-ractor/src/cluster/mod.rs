@@ -43,22 +43,46 @@ use std::{
 use overmind_core::membership::{LinkSecurity, ZooKeeperConfig, ZooKeeperMembership};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
+use router::RouterMsg;
 use tokio::sync::watch;
-
-pub use router::RouterMsg;
 
 // With ractor's `cluster` feature, every message type implements `ractor::Message` itself.
 impl ractor::Message for crate::SupervisorMsg {}
 
-/// Decodes a router's reply frame: the reply's bytes, or the error it carries. For tools and
-/// tests that talk to routers directly.
-#[doc(hidden)]
-pub fn decode_reply(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    match wire::Reply::decode(bytes) {
-        Ok(wire::Reply::Ok(bytes)) => Ok(bytes),
-        Ok(wire::Reply::Err(e)) => Err(format!("{e:?}")),
-        Err(e) => Err(e.to_string()),
-    }
+/// Why [`Tls::from_pem`] could not configure TLS.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate chain is not valid PEM.
+    #[error("certificate chain: {0}")]
+    CertChain(#[source] tokio_rustls::rustls::pki_types::pem::Error),
+    /// The certificate chain's PEM holds no certificate.
+    #[error("certificate chain: no certificate in the PEM")]
+    NoCertificate,
+    /// The private key is not valid PEM, or there is none.
+    #[error("private key: {0}")]
+    PrivateKey(#[source] tokio_rustls::rustls::pki_types::pem::Error),
+    /// The CA bundle is not valid PEM.
+    #[error("CA: {0}")]
+    Ca(#[source] tokio_rustls::rustls::pki_types::pem::Error),
+    /// A CA certificate was refused as a trust anchor.
+    #[error("CA: {0}")]
+    CaRejected(#[source] tokio_rustls::rustls::Error),
+    /// No client verifier could be built from the CAs (none given, say).
+    #[error("client verifier: {0}")]
+    Verifier(#[source] tokio_rustls::rustls::server::VerifierBuilderError),
+    /// The certificate and key do not make a server or client configuration (a key that
+    /// does not match the certificate, say).
+    #[error("certificate: {0}")]
+    Certificate(#[source] tokio_rustls::rustls::Error),
+    /// `server_name` is not a DNS name or an IP address.
+    #[error("server name {name:?}: {source}")]
+    ServerName {
+        /// The name given.
+        name: String,
+        /// Why it is not one.
+        source: tokio_rustls::rustls::pki_types::InvalidDnsNameError,
+    },
 }
 
 /// TLS for the links between nodes.
@@ -78,7 +102,7 @@ impl Tls {
         key: &[u8],
         ca: &[u8],
         server_name: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsError> {
         use tokio_rustls::rustls::{
             ClientConfig, RootCertStore, ServerConfig,
             pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
@@ -86,30 +110,35 @@ impl Tls {
         };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("certificate chain: {e}"))?;
+            .map_err(TlsError::CertChain)?;
         if certs.is_empty() {
-            return Err("certificate chain: no certificate in the PEM".into());
+            return Err(TlsError::NoCertificate);
         }
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("private key: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(TlsError::PrivateKey)?;
         let mut roots = RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(ca) {
-            let ca = ca.map_err(|e| format!("CA: {e}"))?;
-            roots.add(ca).map_err(|e| format!("CA: {e}"))?;
+            roots
+                .add(ca.map_err(TlsError::Ca)?)
+                .map_err(TlsError::CaRejected)?;
         }
         let roots = Arc::new(roots);
         let verifier = WebPkiClientVerifier::builder(roots.clone())
             .build()
-            .map_err(|e| format!("client verifier: {e}"))?;
+            .map_err(TlsError::Verifier)?;
         let server = ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs.clone(), key.clone_key())
-            .map_err(|e| format!("server certificate: {e}"))?;
+            .map_err(TlsError::Certificate)?;
         let client = ClientConfig::builder()
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("client certificate: {e}"))?;
-        let server_name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| format!("server name {server_name:?}: {e}"))?;
+            .map_err(TlsError::Certificate)?;
+        let server_name = ServerName::try_from(server_name.to_owned()).map_err(|source| {
+            TlsError::ServerName {
+                name: server_name.to_owned(),
+                source,
+            }
+        })?;
         Ok(Self::new(
             tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             tokio_rustls::TlsConnector::from(Arc::new(client)),
@@ -193,51 +222,57 @@ impl ClusterConfig {
         self
     }
 
-    /// Where the node server listens (port 0: a free port).
+    /// Where the node server listens (default `127.0.0.1:0`; port 0: a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
     }
 
-    /// The `host:port` peers connect to, if not the listen address (behind NAT, say).
+    /// The `host:port` peers connect to, if not the listen address (behind NAT, say). By
+    /// default, the address the listener bound.
     pub fn advertise(mut self, host_port: impl Into<String>) -> Self {
         self.advertise = Some(host_port.into());
         self
     }
 
-    /// The ZooKeeper session timeout. A node that loses ZooKeeper stops serving after 4/5 of
-    /// it; its actors move after the server expires the session.
+    /// The ZooKeeper session timeout (default 6 s). A node that loses ZooKeeper stops serving
+    /// after 4/5 of it; its actors move after the server expires the session. The server caps
+    /// it between 2 and 20 times its `tickTime`.
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
         self
     }
 
-    /// Virtual nodes per member on the ring (every member must use the same number).
+    /// Virtual nodes per member on the ring (default 256; every member must use the same
+    /// number).
     pub fn vnodes(mut self, vnodes: u32) -> Self {
         self.vnodes = vnodes;
         self
     }
 
-    /// How long starting waits for ZooKeeper and for this node to appear in a view.
+    /// How long starting waits for ZooKeeper and for this node to appear in a view (default
+    /// 30 s); also how long leaving at shutdown may take.
     pub fn join_timeout(mut self, timeout: Duration) -> Self {
         self.join_timeout = timeout;
         self
     }
 
     /// How long a message waits for its actor to become placeable (ownership moving, this
-    /// node's lease lost) before it fails with [`crate::Error::Unavailable`].
+    /// node's lease lost) before it fails with [`crate::Error::Unavailable`] (default 30 s).
     pub fn unavailable_after(mut self, timeout: Duration) -> Self {
         self.unavailable_after = timeout;
         self
     }
 
-    /// How long a call forwarded to another node may take at most.
+    /// How long a call forwarded to another node may take at most (default 60 s), from the
+    /// moment it is handed to the link until its reply arrives.
     pub fn remote_timeout(mut self, timeout: Duration) -> Self {
         self.remote_timeout = timeout;
         self
     }
 
-    /// Encrypts and authenticates the links between nodes with TLS.
+    /// Encrypts and authenticates the links between nodes with TLS (default: plain TCP,
+    /// authenticated by the cookie only).
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
@@ -414,4 +449,21 @@ pub(crate) fn membership_config(config: &ClusterConfig, addr: &str) -> ZooKeeper
     zk.vnodes = config.vnodes;
     zk.join_timeout = config.join_timeout;
     zk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Tls, TlsError};
+
+    #[test]
+    fn bad_pem_is_a_typed_error() {
+        let from = |cert: &[u8], key: &[u8]| Tls::from_pem(cert, key, b"", "overmind.test");
+        assert!(matches!(from(b"", b""), Err(TlsError::NoCertificate)));
+        let damaged = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(matches!(from(damaged, b""), Err(TlsError::CertChain(_))));
+        let cert = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = from(cert, b"").expect_err("no key");
+        assert!(matches!(err, TlsError::PrivateKey(_)), "{err}");
+        assert!(err.to_string().starts_with("private key: "), "{err}");
+    }
 }

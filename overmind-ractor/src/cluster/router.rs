@@ -18,7 +18,7 @@ use crate::{Error, engine::registry::AnyKind};
 /// Messages between routers. Both carry an envelope (the actor, the sender's epoch and the
 /// message as ractor serializes it); calls get a reply frame back.
 #[derive(RactorClusterMessage)]
-pub enum RouterMsg {
+pub(crate) enum RouterMsg {
     /// A cast for an actor on this node.
     Cast(Vec<u8>),
     /// A call for an actor on this node; the reply is an encoded reply frame.

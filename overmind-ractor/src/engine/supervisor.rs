@@ -9,10 +9,40 @@
 //! accepted messages still queued and unsaved. Outside it they keep running while Overmind,
 //! noticing that its supervisor ended (however it ended), shuts down gracefully.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 /// One of Overmind's supervisors. See the [module docs](self).
 pub(crate) struct Supervisor;
+
+/// The name of every Overmind supervisor (the one [`crate::Overmind::supervisor`] returns)
+/// starts with this, followed by a number unique in the process: match it in the
+/// supervision events of your own tree.
+pub const SUPERVISOR_NAME_PREFIX: &str = "overmind-supervisor-";
+
+/// The name of every activations' supervisor starts with this.
+const ACTIVATIONS_NAME_PREFIX: &str = "overmind-activations-";
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// The names of a new Overmind's two supervisors.
+pub(crate) struct Names {
+    /// The Overmind supervisor's.
+    pub(crate) overmind: String,
+    /// The activations' supervisor's.
+    pub(crate) activations: String,
+}
+
+impl Names {
+    pub(crate) fn next() -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self {
+            overmind: format!("{SUPERVISOR_NAME_PREFIX}{n}"),
+            activations: format!("{ACTIVATIONS_NAME_PREFIX}{n}"),
+        }
+    }
+}
 
 /// The supervisors take no messages of their own. (With ractor's `cluster` feature, the
 /// cluster module implements `ractor::Message` for it.)

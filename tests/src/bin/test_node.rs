@@ -242,7 +242,7 @@ async fn main() {
         ) {
             Ok(tls) => config = config.tls(tls),
             Err(e) => {
-                emit(json!({"event": "failed", "error": e}));
+                emit(json!({"event": "failed", "error": e.to_string()}));
                 std::process::exit(1);
             }
         }
