@@ -124,8 +124,8 @@ impl Placement for Away {
     fn remote_owner_by_hash(&self, _: u64) -> Option<Member> {
         Some(far())
     }
-    fn decide(&self, _: &str) -> (u64, Decision) {
-        (1, Decision::Elsewhere(far()))
+    fn decide(&self, _: &str) -> Decision {
+        Decision::Elsewhere(far())
     }
     fn holds_here(&self, _: &str, _: u64) -> bool {
         false

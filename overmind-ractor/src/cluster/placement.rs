@@ -143,13 +143,13 @@ impl Placement for RingPlacement {
             .flatten()
     }
 
-    fn decide(&self, key: &str) -> (u64, Decision) {
+    fn decide(&self, key: &str) -> Decision {
         let current = self.current.read();
         let Some(nv) = current.as_ref() else {
-            return (0, Decision::Wait("this node has no view of the cluster"));
+            return Decision::Wait("this node has no view of the cluster");
         };
         let view = &nv.view;
-        let decision = match view.owner(key) {
+        match view.owner(key) {
             None => Decision::Wait("the cluster has no members"),
             Some(owner) if owner != self.node => match view.member(owner) {
                 Some(m) => Decision::Elsewhere(m.clone()),
@@ -172,6 +172,7 @@ impl Placement for RingPlacement {
                 )
             }
             Some(_) => Decision::Activate {
+                epoch: view.epoch(),
                 member: nv.member.as_ref().map_or(0, |m| m.id),
                 handover: if view.settled_owner(key, &self.node) {
                     Handover::Settled
@@ -179,8 +180,7 @@ impl Placement for RingPlacement {
                     Handover::IfReleased
                 },
             },
-        };
-        (view.epoch(), decision)
+        }
     }
 
     fn holds_here(&self, key: &str, granted: u64) -> bool {
@@ -257,7 +257,7 @@ mod tests {
         lease.grant(3, later());
         placement.install(Some(view_with(3, 7)));
         assert!(matches!(
-            placement.decide("k").1,
+            placement.decide("k"),
             Decision::Activate { member: 3, .. }
         ));
         assert!(placement.serving() && placement.serving_as(3));
@@ -265,7 +265,7 @@ mod tests {
         lease.revoke();
         lease.grant(5, later());
         assert!(
-            matches!(placement.decide("k").1, Decision::Wait(_)),
+            matches!(placement.decide("k"), Decision::Wait(_)),
             "the old registration's view must not decide"
         );
         assert!(!placement.serving(), "no view of the new registration yet");
@@ -275,7 +275,7 @@ mod tests {
         );
         placement.install(Some(view_with(5, 9)));
         assert!(matches!(
-            placement.decide("k").1,
+            placement.decide("k"),
             Decision::Activate { member: 5, .. }
         ));
         assert!(placement.serving_as(5) && !placement.serving_as(3));

@@ -67,7 +67,11 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
     loop {
         let decided_at = *changes.borrow_and_update();
         match placement.decide(&key) {
-            (epoch, Decision::Activate { member, handover }) => {
+            Decision::Activate {
+                epoch,
+                member,
+                handover,
+            } => {
                 return Next::Activate(Grant {
                     epoch,
                     member,
@@ -75,8 +79,8 @@ async fn placeable<A: VirtualActor>(slot: &Slot<A>) -> Next {
                     decided_at,
                 });
             }
-            (_, Decision::Elsewhere(owner)) => return Next::Elsewhere(owner),
-            (_, Decision::Wait(reason)) => {
+            Decision::Elsewhere(owner) => return Next::Elsewhere(owner),
+            Decision::Wait(reason) => {
                 if rt.is_closing() {
                     return Next::Unavailable(format!("{reason}, and this node is shutting down"));
                 }

@@ -20,6 +20,8 @@ pub(crate) enum Decision {
     /// This node may activate it, on the condition `handover` names. The activation belongs
     /// to registration `member` and may serve only while it holds the lease.
     Activate {
+        /// The epoch of the view that decided.
+        epoch: u64,
         /// The registration (member id) the decision was made under.
         member: u64,
         /// What must be true of the stored record first.
@@ -80,8 +82,8 @@ pub(crate) trait Placement: Send + Sync + 'static {
     fn remote_owner(&self, key: &str) -> Option<Member> {
         self.remote_owner_by_hash(key_hash(key))
     }
-    /// What may happen to `key` on this node now, and the epoch of the view that decided.
-    fn decide(&self, key: &str) -> (u64, Decision);
+    /// What may happen to `key` on this node now.
+    fn decide(&self, key: &str) -> Decision;
     /// Whether an activation of `key` granted in epoch `granted` may go on existing here:
     /// this node has owned the key in every epoch since then (since the last stable epoch,
     /// for an activation granted before it). Activations for which this is false are
@@ -167,12 +169,12 @@ impl Placement for SingleNode {
         None
     }
 
-    fn decide(&self, _: &str) -> (u64, Decision) {
-        let decision = Decision::Activate {
+    fn decide(&self, _: &str) -> Decision {
+        Decision::Activate {
+            epoch: self.epoch(),
             member: 0,
             handover: Handover::Settled,
-        };
-        (self.epoch(), decision)
+        }
     }
 
     fn holds_here(&self, _: &str, _: u64) -> bool {
