@@ -147,7 +147,7 @@ async fn calls(flavor: &str) {
     om.shutdown().await.expect("shutdown");
 }
 
-async fn persisted() {
+async fn persisted(flavor: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let om = Overmind::builder()
         .data_dir(dir.path().join("overmind"))
@@ -188,7 +188,7 @@ async fn persisted() {
     })
     .await;
     show(
-        "persisted message, 1 writer (durable)",
+        &format!("persisted message, 1 writer ({flavor})"),
         om_ns,
         "raw sled insert+flush",
         raw_ns,
@@ -248,7 +248,7 @@ async fn persisted() {
     })
     .await;
     show(
-        &format!("persisted, {ACTORS} actors at once (per msg)"),
+        &format!("persisted, {ACTORS} actors at once ({flavor}, per msg)"),
         om_ns,
         &format!("raw sled, {RAW_THREADS} threads ins+flush"),
         raw_ns,
@@ -438,7 +438,8 @@ fn main() {
         multi.block_on(calls("multi-thread runtime, 2 workers"));
     }
     if run("persisted") {
-        multi.block_on(persisted());
+        current.block_on(persisted("current-thread"));
+        multi.block_on(persisted("2 workers"));
     }
     if run("activation") {
         multi.block_on(activation());

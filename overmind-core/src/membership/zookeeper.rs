@@ -100,11 +100,15 @@ pub struct ZooKeeperConfig {
     pub vnodes: u32,
     /// How long `join` waits for ZooKeeper, and for a live member with this node's name to go.
     pub join_timeout: Duration,
+    /// How long `join` waits for a first ZooKeeper session before it fails with
+    /// [`MembershipError::Unreachable`] (a wrong address, ZooKeeper down). Once connected, a
+    /// lost session is retried for as long as the node runs.
+    pub connect_timeout: Duration,
 }
 
 impl ZooKeeperConfig {
     /// A configuration with defaults: plain links, 6 s sessions, 256 virtual nodes, 30 s to
-    /// join.
+    /// join, 5 s to connect.
     pub fn new(
         connect: impl Into<String>,
         cluster: impl Into<String>,
@@ -122,6 +126,7 @@ impl ZooKeeperConfig {
             session_timeout: Duration::from_secs(6),
             vnodes: DEFAULT_VNODES,
             join_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 
@@ -303,6 +308,8 @@ struct Shared {
     closed: watch::Sender<bool>,
     left: watch::Sender<bool>,
     last_error: Mutex<Option<String>>,
+    /// Set once a ZooKeeper session was established.
+    connected: watch::Sender<bool>,
 }
 
 /// ZooKeeper-backed [`Membership`]. See the [module docs](self).
@@ -364,6 +371,7 @@ impl ZooKeeperMembership {
             closed: watch::channel(false).0,
             left: watch::channel(false).0,
             last_error: Mutex::new(None),
+            connected: watch::channel(false).0,
             cfg,
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -383,16 +391,38 @@ impl ZooKeeperMembership {
         hex(&h.finalize())
     }
 
-    /// Waits (at most the join timeout) until a published view includes this node.
+    /// Waits (at most the join timeout) until a published view includes this node; fails
+    /// sooner, after the connect timeout, if no ZooKeeper session could be established.
     pub async fn ready(&self) -> Result<(), MembershipError> {
         let shared = &self.shared;
         let join_timeout = shared.cfg.join_timeout;
+        let connect_timeout = shared.cfg.connect_timeout;
         let mut status = shared.status.subscribe();
-        let settled = tokio::time::timeout(
-            join_timeout,
-            status.wait_for(|s| !matches!(s, JoinStatus::Joining)),
-        )
-        .await;
+        let mut connected = shared.connected.subscribe();
+        let never_connected = async {
+            let answered = tokio::time::timeout(connect_timeout, connected.wait_for(|c| *c))
+                .await
+                .is_ok();
+            if answered {
+                // Connected (or closed): the join timeout alone bounds the rest.
+                std::future::pending::<()>().await;
+            }
+        };
+        let settled = tokio::select! {
+            settled = tokio::time::timeout(
+                join_timeout,
+                status.wait_for(|s| !matches!(s, JoinStatus::Joining)),
+            ) => settled,
+            () = never_connected => {
+                let reason = shared.last_error.lock().clone().unwrap_or_else(|| {
+                    format!("no ZooKeeper server answered within {connect_timeout:?}")
+                });
+                return Err(MembershipError::Unreachable {
+                    connect: shared.cfg.connect.clone(),
+                    reason,
+                });
+            }
+        };
         match settled {
             Ok(Ok(s)) => match &*s {
                 JoinStatus::Failed(e) => Err(e.clone()),
@@ -528,7 +558,10 @@ async fn session(shared: &Shared) -> Ended {
         .with_auth("digest", shared.credential.as_bytes())
         .connect(&cfg.connect);
     let client = match tokio::time::timeout(cfg.session_timeout * 2, connect).await {
-        Ok(Ok(client)) => client,
+        Ok(Ok(client)) => {
+            shared.connected.send_replace(true);
+            client
+        }
         Ok(Err(e)) => return Ended::Lost(format!("connect: {e}")),
         Err(_) => return Ended::Lost("connect: timed out".into()),
     };

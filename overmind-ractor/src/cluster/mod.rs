@@ -181,6 +181,7 @@ pub struct ClusterConfig {
     pub(crate) session_timeout: Duration,
     pub(crate) vnodes: u32,
     pub(crate) join_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) unavailable_after: Duration,
     pub(crate) remote_timeout: Duration,
     pub(crate) tls: Option<Tls>,
@@ -208,6 +209,7 @@ impl ClusterConfig {
             session_timeout: Duration::from_secs(6),
             vnodes: overmind_core::ring::DEFAULT_VNODES,
             join_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             unavailable_after: Duration::from_secs(30),
             remote_timeout: Duration::from_secs(60),
             tls: None,
@@ -254,6 +256,14 @@ impl ClusterConfig {
     /// 30 s); also how long leaving at shutdown may take.
     pub fn join_timeout(mut self, timeout: Duration) -> Self {
         self.join_timeout = timeout;
+        self
+    }
+
+    /// How long starting waits for a first ZooKeeper session before it fails with
+    /// [`crate::StartError::Membership`] (`Unreachable`: a wrong address, ZooKeeper down),
+    /// default 5 s. Once connected, a lost session is retried for as long as the node runs.
+    pub fn zookeeper_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -448,6 +458,7 @@ pub(crate) fn membership_config(config: &ClusterConfig, addr: &str) -> ZooKeeper
     zk.session_timeout = config.session_timeout;
     zk.vnodes = config.vnodes;
     zk.join_timeout = config.join_timeout;
+    zk.connect_timeout = config.connect_timeout;
     zk
 }
 
