@@ -9,8 +9,9 @@
 //! node: `cluster --node NAME ...`.
 //!
 //! What a cluster user writes differs from the single-node quickstart in one line: the message
-//! type derives `RactorClusterMessage` (with `#[rpc]` on variants that reply), so it can travel
-//! to the node that owns the actor.
+//! type derives `VirtualMessage`, so it can travel to the node that owns the actor. Its fields
+//! and replies are ordinary serde types (struct variants, the application's own structs and
+//! enums, a `Result` reply).
 
 use std::{
     collections::BTreeMap,
@@ -28,12 +29,28 @@ struct Account {
     balance: i64,
 }
 
-/// The only change for a cluster: the derive (and `#[rpc]` on calls).
-#[derive(RactorClusterMessage)]
+/// The only change for a cluster: the derive.
+#[derive(VirtualMessage)]
 enum AccountMsg {
-    Deposit(i64),
-    #[rpc]
+    Deposit {
+        amount: i64,
+        memo: String,
+    },
+    Withdraw {
+        amount: i64,
+        reply: RpcReplyPort<Result<Receipt, Declined>>,
+    },
     Balance(RpcReplyPort<i64>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Receipt {
+    balance: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Declined {
+    InsufficientFunds { balance: i64, wanted: i64 },
 }
 
 #[derive(Default)]
@@ -51,7 +68,21 @@ impl Actor for AccountActor {
         account: &mut Account,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            AccountMsg::Deposit(n) => account.balance += n,
+            AccountMsg::Deposit { amount, .. } => account.balance += amount,
+            AccountMsg::Withdraw { amount, reply } => {
+                let outcome = if amount > account.balance {
+                    Err(Declined::InsufficientFunds {
+                        balance: account.balance,
+                        wanted: amount,
+                    })
+                } else {
+                    account.balance -= amount;
+                    Ok(Receipt {
+                        balance: account.balance,
+                    })
+                };
+                let _ = reply.send(outcome);
+            }
             AccountMsg::Balance(reply) => {
                 let _ = reply.send(account.balance);
             }
@@ -101,12 +132,16 @@ async fn run_node(node: &str) -> Result<(), Box<dyn std::error::Error>> {
                     let calls = chunk.iter().map(|i| {
                         let account = overmind.actor::<AccountActor>(format!("acct-{i}"));
                         async move {
-                            account.cast(AccountMsg::Deposit(10))?;
+                            account.cast(AccountMsg::Deposit {
+                                amount: 13,
+                                memo: "opening deposit".into(),
+                            })?;
                             // A call after the cast: answered once the deposit is stored.
-                            account
-                                .call(AccountMsg::Balance, None)
-                                .await
-                                .map_err(Box::<dyn std::error::Error>::from)
+                            let withdrawn = account
+                                .call(|reply| AccountMsg::Withdraw { amount: 3, reply }, None)
+                                .await?;
+                            withdrawn
+                                .map_err(|d| Box::<dyn std::error::Error>::from(format!("{d:?}")))
                         }
                     });
                     for result in futures::future::join_all(calls).await {
@@ -114,9 +149,20 @@ async fn run_node(node: &str) -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 println!(
-                    "deposited 10 into {ACCOUNTS} accounts in {:?}",
+                    "deposited 13 into {ACCOUNTS} accounts and withdrew 3 in {:?}",
                     started.elapsed()
                 );
+                let declined = overmind
+                    .actor::<AccountActor>("acct-0")
+                    .call(
+                        |reply| AccountMsg::Withdraw {
+                            amount: 1_000,
+                            reply,
+                        },
+                        None,
+                    )
+                    .await?;
+                println!("withdrawing 1000 from acct-0: {declined:?}");
                 println!("placement: {}", placement(&overmind));
             }
             "check" => {
@@ -266,7 +312,7 @@ async fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     println!("\n1. Deposits through n1; each account lives on the node the ring assigns:");
-    n1.ask("deposit", 2).await?;
+    n1.ask("deposit", 3).await?;
 
     println!("\n2. n3 leaves gracefully: its accounts move to n1 and n2 with their balances.");
     n3.ask("leave", 1).await?;

@@ -1,4 +1,5 @@
-//! The `#[virtual_actor]` attribute of [Overmind](https://docs.rs/overmind-ractor).
+//! The `#[virtual_actor]` attribute and `#[derive(VirtualMessage)]` of
+//! [Overmind](https://docs.rs/overmind-ractor).
 //!
 //! Use it through `overmind-ractor`, which re-exports it and documents it with examples.
 
@@ -7,6 +8,7 @@
 
 mod duration;
 mod expand;
+mod message;
 mod parse;
 
 use proc_macro::TokenStream;
@@ -55,4 +57,20 @@ pub fn virtual_actor(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let errors = errors.into_tokens();
     quote!(#item #virtual_impl #errors).into()
+}
+
+/// Lets a virtual actor's message enum travel to the node that owns its actor (with the
+/// `cluster` feature; on a single node it adds nothing).
+///
+/// Every variant leaves as its name and its fields, encoded with serde + bincode; the fields
+/// must implement `Serialize` and `Deserialize`, except a call's `RpcReplyPort<T>` (at most
+/// one per variant, anywhere among its fields), whose `T` must. Tuple, struct and unit
+/// variants are allowed, and so is a struct (one message); generic types are not. Option: `#[virtual_message(crate = "path")]`
+/// if `overmind-ractor` is renamed in your Cargo.toml.
+///
+/// Renaming a variant, or changing its fields, changes the messages a node understands:
+/// during a rolling upgrade, add new variants rather than change old ones.
+#[proc_macro_derive(VirtualMessage, attributes(virtual_message))]
+pub fn derive_virtual_message(item: TokenStream) -> TokenStream {
+    message::derive(item.into()).into()
 }

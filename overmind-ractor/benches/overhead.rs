@@ -21,10 +21,7 @@ struct Account {
     balance: i64,
 }
 
-#[cfg_attr(
-    feature = "cluster",
-    derive(overmind_ractor::ractor_cluster::RactorMessage)
-)]
+#[derive(VirtualMessage)]
 enum AccountMsg {
     Deposit(i64, RpcReplyPort<i64>),
     Balance(RpcReplyPort<i64>),

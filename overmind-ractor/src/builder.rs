@@ -10,7 +10,7 @@ use overmind_core::{StateStore, migration::KindSchema, validate_kind};
 use ractor::{Actor, ActorCell};
 
 use crate::{
-    Overmind, StartError, VirtualActor,
+    Overmind, StartError, VirtualActor, VirtualMessage,
     engine::overmind::{Inner, Leave},
     engine::placement::{Placement, SingleNode},
     engine::registry::{AnyKind, Kind},
@@ -75,18 +75,26 @@ impl OvermindBuilder {
         self
     }
 
-    /// Registers an actor type whose actor value is `A::default()`.
-    pub fn register<A: VirtualActor + Default>(self) -> Self {
+    /// Registers an actor type whose actor value is `A::default()`. In a cluster its message
+    /// type must derive [`VirtualMessage`](crate::VirtualMessage).
+    pub fn register<A: VirtualActor + Default>(self) -> Self
+    where
+        A::Msg: VirtualMessage,
+    {
         self.register_with(|_| A::default())
     }
 
     /// Registers an actor type built by `make` for each activation. `make` gets the
     /// [`Overmind`], so an actor can keep it to message other virtual actors; give it a
-    /// database pool or a config the same way.
+    /// database pool or a config the same way. In a cluster its message type must derive
+    /// [`VirtualMessage`](crate::VirtualMessage).
     pub fn register_with<A: VirtualActor>(
         mut self,
         make: impl Fn(&Overmind) -> A + Send + Sync + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        A::Msg: VirtualMessage,
+    {
         let prepare: PrepareKind = Box::new(move || {
             let schema =
                 KindSchema::new(A::KIND, A::STATE_VERSION, A::migrations()).map_err(|e| {

@@ -14,7 +14,7 @@ pub struct Account {
     pub history: Vec<i64>,
 }
 
-#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
+#[derive(VirtualMessage)]
 pub enum AccountMsg {
     Deposit(i64),
     /// Deposits and replies with the new balance.

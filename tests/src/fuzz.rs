@@ -249,29 +249,54 @@ pub fn encode_old_record(record: &Record, format: u16) -> Vec<u8> {
 
 #[cfg(feature = "cluster")]
 mod cluster_targets {
-    use overmind_ractor::cluster::fuzz;
-    use ractor::{Message, RpcReplyPort, message::SerializedMessage};
-    use ractor_cluster::RactorClusterMessage;
+    use std::collections::{BTreeMap, HashSet};
+
+    use overmind_ractor::{VirtualMessage, cluster::fuzz};
+    use ractor::RpcReplyPort;
+    use serde::{Deserialize, Serialize};
 
     use super::Target;
 
-    /// A message with fields of every kind ractor's serialization has built in.
-    #[derive(RactorClusterMessage)]
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Line {
+        sku: String,
+        quantity: u32,
+        tags: HashSet<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum Payment {
+        Card { last4: u16, expires: (u8, u16) },
+        Voucher(String),
+        Free,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum Refusal {
+        OutOfStock { sku: String, left: u32 },
+        Closed,
+    }
+
+    /// A message as applications write them: tuple, struct and unit variants; the user's
+    /// structs and enums, collections, `Option`, text, floats and chars in its fields; and
+    /// `Result` replies.
+    #[derive(VirtualMessage)]
     pub(super) enum FuzzMsg {
         Unit,
         Number(i64),
         Text(String),
-        Flag(bool),
-        Letter(char),
-        Numbers(Vec<u64>),
-        Bytes(Vec<u8>),
-        Letters(Vec<char>),
-        Many(u8, i128, String, Vec<i32>, f64),
-        #[rpc]
+        Many(u8, i128, char, Vec<i32>, f64, bool),
+        Add {
+            line: Line,
+            note: Option<String>,
+        },
+        Checkout {
+            payment: Payment,
+            prices: BTreeMap<String, u64>,
+            reply: RpcReplyPort<Result<u64, Refusal>>,
+        },
         Get(RpcReplyPort<i64>),
-        #[rpc]
         AddAndGet(i64, RpcReplyPort<i64>),
-        #[rpc]
         Echo(String, Vec<u16>, RpcReplyPort<String>),
     }
 
@@ -292,31 +317,58 @@ mod cluster_targets {
         (call, String::from_utf8_lossy(variant).into_owned(), args)
     }
 
-    /// The serialized samples (variant, args, call). Serializing a call spawns ractor's reply
-    /// bridge: call inside a tokio runtime.
+    /// The encoded samples (variant, args, call).
     fn samples() -> Vec<(String, Vec<u8>, bool)> {
         fn port<T>() -> RpcReplyPort<T> {
             RpcReplyPort::from(ractor::concurrency::oneshot().0)
         }
+        let line = || Line {
+            sku: "sku-1".into(),
+            quantity: 3,
+            tags: ["gift".to_owned(), "fragile".to_owned()].into(),
+        };
         let msgs = vec![
-            FuzzMsg::Unit,
-            FuzzMsg::Number(-42),
-            FuzzMsg::Text("héllo".into()),
-            FuzzMsg::Flag(true),
-            FuzzMsg::Letter('ß'),
-            FuzzMsg::Numbers(vec![1, u64::MAX, 0]),
-            FuzzMsg::Bytes(vec![0, 255, 7]),
-            FuzzMsg::Letters(vec!['a', '€']),
-            FuzzMsg::Many(7, -1 << 100, "x".into(), vec![-1, 2], 0.5),
-            FuzzMsg::Get(port()),
-            FuzzMsg::AddAndGet(5, port()),
-            FuzzMsg::Echo("e".into(), vec![1, 2, 3], port()),
+            (FuzzMsg::Unit, false),
+            (FuzzMsg::Number(-42), false),
+            (FuzzMsg::Text("héllo".into()), false),
+            (
+                FuzzMsg::Many(7, -1 << 100, 'ß', vec![-1, 2], 0.5, true),
+                false,
+            ),
+            (
+                FuzzMsg::Add {
+                    line: line(),
+                    note: Some("by noon".into()),
+                },
+                false,
+            ),
+            (
+                FuzzMsg::Checkout {
+                    payment: Payment::Card {
+                        last4: 4242,
+                        expires: (12, 2030),
+                    },
+                    prices: [("sku-1".to_owned(), 995)].into(),
+                    reply: port(),
+                },
+                true,
+            ),
+            (
+                FuzzMsg::Checkout {
+                    payment: Payment::Voucher("V-1".into()),
+                    prices: BTreeMap::new(),
+                    reply: port(),
+                },
+                true,
+            ),
+            (FuzzMsg::Get(port()), true),
+            (FuzzMsg::AddAndGet(5, port()), true),
+            (FuzzMsg::Echo("e".into(), vec![1, 2, 3], port()), true),
         ];
         msgs.into_iter()
-            .filter_map(|m| match m.serialize() {
-                Ok(SerializedMessage::Cast { variant, args, .. }) => Some((variant, args, false)),
-                Ok(SerializedMessage::Call { variant, args, .. }) => Some((variant, args, true)),
-                _ => None,
+            .filter_map(|(m, call)| {
+                let (variant, args) = fuzz::encode_message(m).ok()?;
+                Some((variant, args, call))
             })
             .collect()
     }
@@ -337,7 +389,7 @@ mod cluster_targets {
             },
             Target {
                 name: "wire::Reply::decode + fuzz::reply_payload",
-                seeds: [&b""[..], b"reply", &[0, 0, 0, 0, 0, 0, 0, 9]]
+                seeds: [&b""[..], b"reply", &[0xfd, 0, 0, 0, 0, 0, 0, 0, 9]]
                     .iter()
                     .flat_map(|p| fuzz::replies(p))
                     .collect(),
@@ -364,6 +416,23 @@ mod cluster_targets {
                 }),
             },
             Target {
+                name: "caller: a reply's value (Result<u64, Refusal>)",
+                seeds: [
+                    Ok(995),
+                    Err(Refusal::OutOfStock {
+                        sku: "sku-1".into(),
+                        left: 0,
+                    }),
+                    Err(Refusal::Closed),
+                ]
+                .iter()
+                .filter_map(|r: &Result<u64, Refusal>| overmind_core::codec::encode_state(r).ok())
+                .collect(),
+                decode: Box::new(|bytes| {
+                    overmind_core::codec::decode_state::<Result<u64, Refusal>>(bytes).is_ok()
+                }),
+            },
+            Target {
                 name: "router: envelope then message",
                 seeds: envelopes,
                 decode: Box::new(|bytes| match fuzz::decode_envelope(bytes) {
@@ -380,8 +449,7 @@ mod cluster_targets {
     }
 }
 
-/// Every target this build has (the cluster ones need the `cluster` feature). Call inside a
-/// tokio runtime: the message targets spawn ractor's reply bridges.
+/// Every target this build has (the cluster ones need the `cluster` feature).
 pub fn targets() -> Vec<Target> {
     #[allow(unused_mut)] // reason: only the cluster build adds targets
     let mut targets = core_targets();

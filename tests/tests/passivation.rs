@@ -78,7 +78,7 @@ struct Held {
     release: Arc<Semaphore>,
 }
 
-#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
+#[derive(VirtualMessage)]
 enum HeldMsg {
     Add(i64),
     Get(RpcReplyPort<i64>),
@@ -154,7 +154,7 @@ async fn messages_sent_while_an_activation_stops_go_to_the_next_one() {
     om.shutdown().await.unwrap();
 }
 
-#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
+#[derive(VirtualMessage)]
 struct Ping;
 
 #[virtual_actor(kind = "forever", passivate_after = "never")]

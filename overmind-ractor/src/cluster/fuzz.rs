@@ -2,9 +2,13 @@
 //! hostile-peer tests, which must reach the wire format private to this crate. Hidden: not a
 //! public API, and it changes without notice.
 
-use ractor::{Message, RpcReplyPort, message::SerializedMessage};
+use std::sync::Arc;
 
 use super::wire::{Envelope, Reply, WireError};
+use crate::{
+    VirtualMessage,
+    engine::{message::Incoming, reply::Gate},
+};
 
 /// Decodes `bytes` as a router decodes an envelope from a peer: the message's variant and
 /// arguments, for [`decode_message`].
@@ -52,26 +56,31 @@ pub fn release_notices(node: &str, released: &[(&str, u64)]) -> Vec<u8> {
 }
 
 /// Decodes a user message as a router does once the envelope decoded: `variant` and `args`
-/// as ractor serialized them, with a reply port if `call`. A call that decodes spawns
-/// ractor's reply bridge, so call this inside a tokio runtime.
-pub fn decode_message<M: Message>(variant: &str, args: &[u8], call: bool) -> Result<M, String> {
-    let (variant, args) = (variant.to_owned(), args.to_vec());
-    let serialized = if call {
-        let (tx, _rx) = ractor::concurrency::oneshot();
-        SerializedMessage::Call {
-            variant,
-            args,
-            reply: RpcReplyPort::from(tx),
-            metadata: None,
-        }
-    } else {
-        SerializedMessage::Cast {
-            variant,
-            args,
-            metadata: None,
-        }
+/// as `VirtualMessage` encoded them, with a reply port if `call`.
+pub fn decode_message<M: VirtualMessage>(
+    variant: &str,
+    args: &[u8],
+    call: bool,
+) -> Result<M, String> {
+    let decode = |incoming| {
+        super::inbound::decode_message::<M>("fuzz", variant, args, incoming)
+            .map_err(|e| e.to_string())
     };
-    super::inbound::decode_message::<M>("fuzz", serialized).map_err(|e| e.to_string())
+    if !call {
+        return decode(None);
+    }
+    let key = overmind_core::ActorKey::new("fuzz", "fuzz").map_err(|e| e.to_string())?;
+    let mut incoming = Incoming::new(Arc::new(Gate::new(key)));
+    decode(Some(&mut incoming))
+}
+
+/// A message as it leaves for another node: its variant and its encoded fields (a seed, or
+/// what a test sends a router as a peer would). A call's reply port is dropped.
+pub fn encode_message<M: VirtualMessage>(msg: M) -> Result<(String, Vec<u8>), String> {
+    match msg.__encode() {
+        Ok(encoded) => Ok((encoded.variant.to_owned(), encoded.args)),
+        Err(unsent) => Err(unsent.reason),
+    }
 }
 
 /// A valid envelope frame: seeds for the harness, and a way for a test to call a router

@@ -4,7 +4,7 @@
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use overmind_core::{ActorKey, membership::Member};
-use ractor::{Message, RpcReplyPort, message::SerializedMessage};
+use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 
 use super::{
@@ -17,8 +17,8 @@ use super::{
 use crate::{
     Error, VirtualActor,
     engine::{
+        message::{Incoming, VirtualMessage},
         registry::{Kind, ReleasedLease},
-        reply::Relay,
         slot::Slot,
     },
 };
@@ -29,7 +29,9 @@ pub(crate) fn deliver<A: VirtualActor>(
     link: &Arc<ClusterLink>,
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
-) {
+) where
+    A::Msg: VirtualMessage,
+{
     if envelope.variant == release::RELEASE_VARIANT {
         tracing::debug!(kind = A::KIND, id = %envelope.id, "asked to release");
         kind.expedite(&envelope.id);
@@ -69,39 +71,25 @@ pub(crate) fn deliver<A: VirtualActor>(
     });
 }
 
-fn decode<A: VirtualActor>(serialized: SerializedMessage) -> Result<A::Msg, Error> {
-    decode_message::<A::Msg>(A::KIND, serialized)
-}
-
-/// Decodes a user message from a peer with ractor's serialization (the `RactorClusterMessage`
-/// derive). What that can do with hostile bytes, as of ractor 0.16.5: the derive checks each
-/// field's u64 length against the bytes that remain before slicing (so nothing is allocated
-/// by a declared length) and catches a panic in each field's `from_bytes`; the built-in
-/// `from_bytes` impls allocate at most their input (numbers, `String`, `Vec<number>`) but
-/// panic on short input, bad UTF-8 or a bad `char`, and a user's own impl may do anything.
-/// So the frame's size is bounded before (it came in one frame, at most
-/// [`super::wire::MAX_FRAME_LEN`]) and every panic is caught here too.
-pub(crate) fn decode_message<M: Message>(
+/// Decodes a user message from a peer (`VirtualMessage`'s encoding). The decoding is bounded
+/// by the bytes received (the frame is at most [`super::wire::MAX_FRAME_LEN`]); a user's
+/// `Deserialize` impl may still panic (a validating `TryFrom`, say), so a panic is caught too.
+pub(crate) fn decode_message<M: VirtualMessage>(
     kind: &str,
-    serialized: SerializedMessage,
+    variant: &str,
+    args: &[u8],
+    call: Option<&mut Incoming>,
 ) -> Result<M, Error> {
-    let bad = |why: &str| Error::BadFrame {
+    let bad = |why: String| Error::BadFrame {
         reason: format!(
-            "a message for kind {kind:?} {why} as {}",
+            "a message for kind {kind:?} does not decode as {}: {why}",
             std::any::type_name::<M>()
         ),
     };
-    let (SerializedMessage::Cast { args, .. } | SerializedMessage::Call { args, .. }) = &serialized
-    else {
-        return Err(bad("is neither a cast nor a call"));
-    };
-    if args.len() > super::wire::MAX_FRAME_LEN {
-        return Err(bad("is longer than a frame may be"));
-    }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| M::deserialize(serialized))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| M::__decode(variant, args, call))) {
         Ok(Ok(msg)) => Ok(msg),
-        Ok(Err(_)) => Err(bad("does not decode (unknown variant, or bad fields)")),
-        Err(_) => Err(bad("panicked while decoding")),
+        Ok(Err(e)) => Err(bad(e.to_string())),
+        Err(_) => Err(bad("its decoding panicked".into())),
     }
 }
 
@@ -110,7 +98,9 @@ fn deliver_now<A: VirtualActor>(
     link: &Arc<ClusterLink>,
     envelope: Envelope,
     reply: Option<RpcReplyPort<Vec<u8>>>,
-) {
+) where
+    A::Msg: VirtualMessage,
+{
     let rt = &kind.rt;
     let key = match ActorKey::new(A::KIND, envelope.id.clone()) {
         Ok(key) => key,
@@ -147,11 +137,7 @@ fn deliver_now<A: VirtualActor>(
     let Envelope { variant, args, .. } = envelope;
     match reply {
         None => {
-            let msg = match decode::<A>(SerializedMessage::Cast {
-                variant,
-                args,
-                metadata: None,
-            }) {
+            let msg = match decode_message::<A::Msg>(A::KIND, &variant, &args, None) {
                 Ok(msg) => msg,
                 Err(error) => return tracing::warn!(%key, %error, "dropping an undecodable cast"),
             };
@@ -160,28 +146,29 @@ fn deliver_now<A: VirtualActor>(
             }
         }
         Some(reply) => {
-            let (port, relay, caller) = Relay::<Vec<u8>>::remote(slot.gate.clone());
-            let msg = match decode::<A>(SerializedMessage::Call {
-                variant,
-                args,
-                reply: port.into(),
-                metadata: None,
-            }) {
+            let mut incoming = Incoming::new(slot.gate.clone());
+            let decoded = decode_message::<A::Msg>(A::KIND, &variant, &args, Some(&mut incoming));
+            let msg = match decoded {
                 Ok(msg) => msg,
                 Err(error) => {
                     tracing::warn!(%key, %error, "answering an undecodable call with an error");
                     return respond(Some(reply), Err(error));
                 }
             };
-            if let Err(e) = slot.send(msg, Some(relay)) {
+            // A decoder that accepted a call made its reply port (the derive's always does).
+            let Some(call) = incoming.take() else {
+                let error = Error::BadFrame {
+                    reason: format!("{variant} arrived as a call but made no reply port"),
+                };
+                return respond(Some(reply), Err(error));
+            };
+            if let Err(e) = slot.send(msg, Some(call.relay)) {
                 return respond(Some(reply), Err(e.error));
             }
-            let key = key.clone();
             let in_flight = link.call_in_flight();
             tokio::spawn(async move {
                 let _in_flight = in_flight;
-                let result = caller.await.unwrap_or(Err(Error::NoReply { key }));
-                respond(Some(reply), result);
+                respond(Some(reply), call.answer.await);
             });
         }
     }

@@ -9,7 +9,7 @@ use ractor::RpcReplyPort;
 
 use super::{ClusterLink, inbound, remote, wire::Envelope};
 use crate::{
-    VirtualActor,
+    VirtualActor, VirtualMessage,
     engine::{
         distribution::{Elsewhere, NotSent, Outcome},
         registry::{AnyKind, Kind},
@@ -37,7 +37,10 @@ pub(crate) trait KindPort: Send + Sync + 'static {
 }
 
 /// The cluster's port for a kind.
-pub(crate) fn port<A: VirtualActor>(kind: Arc<Kind<A>>) -> Arc<dyn KindPort> {
+pub(crate) fn port<A: VirtualActor>(kind: Arc<Kind<A>>) -> Arc<dyn KindPort>
+where
+    A::Msg: VirtualMessage,
+{
     Arc::new(Port { kind })
 }
 
@@ -45,7 +48,10 @@ struct Port<A: VirtualActor> {
     kind: Arc<Kind<A>>,
 }
 
-impl<A: VirtualActor> KindPort for Port<A> {
+impl<A: VirtualActor> KindPort for Port<A>
+where
+    A::Msg: VirtualMessage,
+{
     fn name(&self) -> &'static str {
         A::KIND
     }
@@ -79,7 +85,10 @@ struct Sender<A> {
     actor: PhantomData<fn() -> A>,
 }
 
-impl<A: VirtualActor> Elsewhere<A::Msg> for Sender<A> {
+impl<A: VirtualActor> Elsewhere<A::Msg> for Sender<A>
+where
+    A::Msg: VirtualMessage,
+{
     fn send(
         &self,
         key: &ActorKey,

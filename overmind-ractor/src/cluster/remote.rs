@@ -1,15 +1,14 @@
 //! Messages for actors on other nodes: sending them, and the messages a slot held, to the
 //! owner's router (what arrives is [`super::inbound`]'s).
 //!
-//! A user message crosses the wire in ractor's own serialization (the `RactorClusterMessage`
-//! derive): its variant name and fields go in an [`Envelope`]; a call's reply port becomes a
-//! byte port the receiving router answers through. The reply gate runs on the owner's node,
+//! A user message crosses the wire as its `VirtualMessage` encoding: its variant name and
+//! fields go in an [`Envelope`]; a call's reply port stays here, and the reply's bytes are
+//! decoded into it. The reply gate runs on the owner's node,
 //! so a reply crosses back only after the owner stored the state that produced it.
 
 use std::sync::Arc;
 
 use overmind_core::{ActorKey, membership::Member};
-use ractor::{Message, RpcReplyPort, message::SerializedMessage};
 use tokio::sync::oneshot;
 
 use super::{
@@ -20,6 +19,7 @@ use crate::{
     Error, SendError, VirtualActor,
     engine::{
         distribution::{NotSent, Outcome},
+        message::{ReplyFailed, ReplyTo, VirtualMessage},
         reply::{self, Settle},
         runtime::Runtime,
         slot::Deletion,
@@ -40,40 +40,31 @@ pub(crate) fn send<A: VirtualActor>(
     owner: &Member,
     msg: A::Msg,
     relay: Option<Arc<dyn Settle>>,
-) -> Result<Option<Outcome>, NotSent<A::Msg>> {
-    let encode_error = |reason: &str| Error::Encode {
-        key: key.clone(),
-        reason: reason.to_owned(),
-    };
-    if !<A::Msg as Message>::serializable() {
-        return Err(NotSent::Refused(SendError {
-            message: msg,
-            error: encode_error(
-                "its message type is not serializable: derive RactorClusterMessage for it (with #[rpc] on call variants)",
-            ),
-        }));
-    }
-    let lost = |reason| NotSent::Lost(encode_error(reason));
-    let (variant, args, port) = match msg.serialize() {
-        Ok(SerializedMessage::Cast { variant, args, .. }) => (variant, args, None),
-        Ok(SerializedMessage::Call {
-            variant,
-            args,
-            reply,
-            ..
-        }) => (variant, args, Some(reply)),
-        Ok(_) => return Err(lost("not a cast or a call")),
-        Err(_) => return Err(lost("a field could not be serialized")),
+) -> Result<Option<Outcome>, NotSent<A::Msg>>
+where
+    A::Msg: VirtualMessage,
+{
+    let encoded = match msg.__encode() {
+        Ok(encoded) => encoded,
+        Err(unsent) => {
+            return Err(NotSent::Refused(SendError {
+                message: unsent.message,
+                error: Error::Encode {
+                    key: key.clone(),
+                    reason: unsent.reason,
+                },
+            }));
+        }
     };
     let envelope = Envelope {
         kind: A::KIND.to_owned(),
         id: key.id().to_owned(),
         epoch: rt.placement.epoch(),
         hops: 0,
-        variant,
-        args,
+        variant: encoded.variant.to_owned(),
+        args: encoded.args,
     };
-    send_envelope(link, key, &owner.name, &envelope, port, relay).map_err(NotSent::Lost)
+    send_envelope(link, key, &owner.name, &envelope, encoded.reply, relay).map_err(NotSent::Lost)
 }
 
 pub(super) fn unavailable(key: &ActorKey, reason: String) -> Error {
@@ -88,14 +79,14 @@ fn send_envelope(
     key: &ActorKey,
     node: &str,
     envelope: &Envelope,
-    port: Option<RpcReplyPort<Vec<u8>>>,
+    reply_to: Option<ReplyTo>,
     relay: Option<Arc<dyn Settle>>,
 ) -> Result<Option<Outcome>, Error> {
     let bytes = envelope.encode().map_err(|reason| Error::Encode {
         key: key.clone(),
         reason,
     })?;
-    let Some(port) = port else {
+    let Some(reply_to) = reply_to else {
         link.outbox(node).send(link, bytes, None);
         return Ok(None);
     };
@@ -115,9 +106,12 @@ fn send_envelope(
                 ),
             )),
             Answer::Replied(bytes, timeout) => match Reply::decode(&bytes) {
-                Ok(Reply::Ok(payload)) => port
-                    .send(payload)
-                    .map_err(|_| Error::NoReply { key: key.clone() }),
+                Ok(Reply::Ok(payload)) => reply_to(&payload).map_err(|e| match e {
+                    ReplyFailed::Decode(e) => Error::BadFrame {
+                        reason: format!("the reply from node {node} for {key}: {e}"),
+                    },
+                    ReplyFailed::CallerGone => Error::NoReply { key: key.clone() },
+                }),
                 Ok(Reply::Err(e)) => Err(e.into_error(&key, &node, timeout)),
                 Err(e) => Err(e),
             },
@@ -180,10 +174,9 @@ pub(crate) fn send_delete(
         variant: DELETE_VARIANT.to_owned(),
         args: Vec::new(),
     };
-    // The reply's bytes (empty) are not needed, but the port must stay open until they
-    // arrive: the outcome reports a closed port as no reply.
-    let (port, answer) = oneshot::channel::<Vec<u8>>();
-    let sent = send_envelope(link, key, &owner.name, &envelope, Some(port.into()), None);
+    // The reply's bytes (empty) are not needed: its outcome is.
+    let ignore: ReplyTo = Box::new(|_: &[u8]| Ok(()));
+    let sent = send_envelope(link, key, &owner.name, &envelope, Some(ignore), None);
     let outcome = match sent {
         Ok(Some(outcome)) => outcome,
         // A call always has an outcome; without one, nothing will answer.
@@ -199,7 +192,6 @@ pub(crate) fn send_delete(
     let key = key.clone();
     tokio::spawn(async move {
         let result = outcome.await.unwrap_or(Err(Error::NoReply { key }));
-        drop(answer);
         let _ = done.send(result);
     });
 }

@@ -1,8 +1,8 @@
-//! What routers send each other: an envelope around a user message (encoded by ractor's own
-//! `RactorClusterMessage` serialization), and the reply to a call.
+//! What routers send each other: an envelope around a user message (encoded by its
+//! `VirtualMessage` derive), and the reply to a call.
 //!
-//! Both are decoded here, never by `BytesConvertable::from_bytes` (which cannot fail), so a
-//! damaged or foreign frame becomes a typed error instead of a panic. They are decoded with
+//! Both are decoded here, so a damaged or foreign frame becomes a typed error instead of a
+//! panic. They are decoded with
 //! [`codec::decode_state`], which is bounded by the bytes it is given (no declared length
 //! makes it allocate), and no frame longer than [`MAX_FRAME_LEN`] is read or written.
 
@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ActivationError, Error, PersistError};
 
-/// The first byte of every frame: the wire format version.
-const WIRE_V1: u8 = 1;
+/// The first byte of every frame: the wire format version. Version 2 carries user messages
+/// in `VirtualMessage`'s encoding (version 1 carried ractor's); frames of any other version
+/// are refused whole, so nodes of releases that cannot understand each other say so.
+const WIRE_VERSION: u8 = 2;
 
 /// A user message on its way to the node that owns its actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +25,7 @@ pub(crate) struct Envelope {
     pub(crate) epoch: u64,
     /// How many routers forwarded it already (bounded, so a moving actor cannot ping-pong).
     pub(crate) hops: u8,
-    /// ractor's serialized message: the variant name and its encoded fields.
+    /// The message: its variant's name and its encoded fields.
     pub(crate) variant: String,
     pub(crate) args: Vec<u8>,
 }
@@ -31,7 +33,7 @@ pub(crate) struct Envelope {
 /// The answer to a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Reply {
-    /// The reply's bytes, as ractor's serialization of the reply type produced them.
+    /// The reply value, encoded with serde + bincode.
     Ok(Vec<u8>),
     /// Why there is no reply.
     Err(WireError),
@@ -66,7 +68,7 @@ fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
         ));
     }
     let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(WIRE_V1);
+    out.push(WIRE_VERSION);
     out.extend(body);
     Ok(out)
 }
@@ -82,8 +84,10 @@ fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T
         )));
     }
     match bytes.split_first() {
-        Some((&WIRE_V1, body)) => codec::decode_state(body).map_err(|e| bad(e.to_string())),
-        Some((v, _)) => Err(bad(format!("unknown wire version {v}"))),
+        Some((&WIRE_VERSION, body)) => codec::decode_state(body).map_err(|e| bad(e.to_string())),
+        Some((v, _)) => Err(bad(format!(
+            "wire version {v}, but this node speaks version {WIRE_VERSION} (is the sender of another release?)"
+        ))),
         None => Err(bad("empty frame".into())),
     }
 }
@@ -221,13 +225,13 @@ mod tests {
     #[test]
     fn declared_lengths_in_a_frame_are_typed_errors() {
         let huge = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
-        let envelope = [&[WIRE_V1][..], &huge].concat();
+        let envelope = [&[WIRE_VERSION][..], &huge].concat();
         assert!(matches!(
             Envelope::decode(&envelope),
             Err(Error::BadFrame { .. })
         ));
         // Reply::Err(WireError::HandlerFailed(<2^60-byte string>)) and Reply::Ok(<2^60 bytes>).
-        for prefix in [&[WIRE_V1, 1, 0][..], &[WIRE_V1, 0]] {
+        for prefix in [&[WIRE_VERSION, 1, 0][..], &[WIRE_VERSION, 0]] {
             let reply = [prefix, &huge].concat();
             assert!(
                 matches!(Reply::decode(&reply), Err(Error::BadFrame { .. })),
@@ -274,7 +278,7 @@ mod tests {
             "{reply:?}"
         );
         assert!(matches!(
-            Reply::decode(&vec![WIRE_V1; MAX_FRAME_LEN + 1]),
+            Reply::decode(&vec![WIRE_VERSION; MAX_FRAME_LEN + 1]),
             Err(Error::BadFrame { .. })
         ));
     }

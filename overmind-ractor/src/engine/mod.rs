@@ -10,6 +10,7 @@ pub(crate) mod distribution;
 pub(crate) mod handle;
 pub(crate) mod host;
 pub(crate) mod lifecycle;
+pub(crate) mod message;
 pub(crate) mod overmind;
 pub(crate) mod placement;
 pub(crate) mod registry;

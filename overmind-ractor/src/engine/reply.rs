@@ -39,10 +39,6 @@ pub(crate) struct Gate {
 struct GateInner {
     in_handler: bool,
     parked: Vec<Arc<dyn Settle>>,
-    /// Handler runs so far.
-    runs: u64,
-    /// The newest run that failed, and its error.
-    last_failure: Option<(u64, Error)>,
 }
 
 impl Gate {
@@ -59,9 +55,7 @@ impl Gate {
 
     /// A handler starts: replies from now on wait for its outcome.
     pub(crate) fn open(&self) {
-        let mut inner = self.inner.lock();
-        inner.in_handler = true;
-        inner.runs += 1;
+        self.inner.lock().in_handler = true;
     }
 
     /// The handler's outcome is known (its state stored, or not): settle the parked replies.
@@ -69,9 +63,6 @@ impl Gate {
         let parked = {
             let mut inner = self.inner.lock();
             inner.in_handler = false;
-            if let Err(e) = outcome {
-                inner.last_failure = Some((inner.runs, e.clone()));
-            }
             std::mem::take(&mut inner.parked)
         };
         // Outside the lock: settling drops reply values, which may drop other ports.
@@ -82,18 +73,6 @@ impl Gate {
 
     pub(crate) fn in_handler(&self) -> bool {
         self.inner.lock().in_handler
-    }
-
-    fn runs(&self) -> u64 {
-        self.inner.lock().runs
-    }
-
-    /// The error of a handler run after `since` that failed, if any.
-    fn failure_after(&self, since: u64) -> Option<Error> {
-        match &self.inner.lock().last_failure {
-            Some((run, e)) if *run > since => Some(e.clone()),
-            _ => None,
-        }
     }
 
     fn arrived(&self, relay: Arc<dyn Settle>) {
@@ -118,11 +97,6 @@ pub(crate) trait Settle: Send + Sync {
 pub(crate) struct Relay<T> {
     gate: Arc<Gate>,
     state: Mutex<RelayState<T>>,
-    /// For a call from another node: the gate's run count when the call arrived. Its reply
-    /// reaches the relay through a conversion task that ractor's derive spawns, so it may
-    /// arrive after the run that produced it was closed; it is released only if no run since
-    /// the call arrived failed.
-    remote_since: Option<u64>,
 }
 
 enum RelayState<T> {
@@ -143,40 +117,14 @@ impl<T: Send + 'static> Relay<T> {
         Arc<Self>,
         oneshot::Receiver<Result<T, Error>>,
     ) {
-        Self::make(gate, false)
-    }
-
-    /// A relay for a call that arrived from another node; see `remote_since`.
-    #[allow(clippy::type_complexity)] // reason: as for `new`
-    pub(crate) fn remote(
-        gate: Arc<Gate>,
-    ) -> (
-        oneshot::Sender<T>,
-        Arc<Self>,
-        oneshot::Receiver<Result<T, Error>>,
-    ) {
-        Self::make(gate, true)
-    }
-
-    #[allow(clippy::type_complexity)] // reason: as for `new`
-    fn make(
-        gate: Arc<Gate>,
-        remote: bool,
-    ) -> (
-        oneshot::Sender<T>,
-        Arc<Self>,
-        oneshot::Receiver<Result<T, Error>>,
-    ) {
         let (port, from_handler) = oneshot::channel();
         let (to_caller, caller) = oneshot::channel();
-        let remote_since = remote.then(|| gate.runs());
         let relay = Arc::new(Self {
             gate,
             state: Mutex::new(RelayState::Waiting {
                 from_handler,
                 to_caller,
             }),
-            remote_since,
         });
         relay.clone().listen();
         (port, relay, caller)
@@ -206,26 +154,6 @@ impl<T: Send + 'static> Wake for Relay<T> {
 
 impl<T: Send + 'static> Settle for Relay<T> {
     fn settle(&self, outcome: &Outcome) {
-        // A remote call's reply may come late: if any run since the call arrived failed, it
-        // may be that run's reply, so it is not released.
-        let late_failure = match (outcome, self.remote_since) {
-            (Ok(()), Some(since)) => self.gate.failure_after(since).map(|e| match e {
-                Error::HandlerFailed { key, reason } => Error::HandlerFailed {
-                    key,
-                    reason: format!("{reason} (a handler run failed while this reply was on its way; the call's outcome is unknown)"),
-                },
-                other => other,
-            }),
-            _ => None,
-        };
-        let failed;
-        let outcome = match late_failure {
-            Some(e) => {
-                failed = Err(e);
-                &failed
-            }
-            None => outcome,
-        };
         let (reply, to_caller) = {
             let mut state = self.state.lock();
             let RelayState::Waiting { from_handler, .. } = &mut *state else {

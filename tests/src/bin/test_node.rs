@@ -6,7 +6,7 @@
 //! [--cookie C] [--session-timeout-ms N] [--unavailable-ms N] [--state-v2 1]`; with
 //! `--state-v2 1` it runs the next release of the counter (`state_version = 2`).
 
-use std::{io::Write, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, io::Write, sync::Arc, time::Duration};
 
 use overmind_core::store::PostgresStore;
 use overmind_ractor::{
@@ -24,17 +24,62 @@ struct Counter {
     value: i64,
 }
 
-#[derive(RactorClusterMessage)]
+#[derive(VirtualMessage)]
 enum CounterMsg {
     Add(i64),
-    #[rpc]
     AddAndGet(i64, RpcReplyPort<i64>),
-    #[rpc]
     Get(RpcReplyPort<i64>),
     /// Holds the actor in its handler for this many milliseconds (announcing it with a
     /// `holding` event), then replies with the value.
-    #[rpc]
     Hold(u64, RpcReplyPort<i64>),
+    /// A message as an application writes one: a struct variant carrying the user's enum,
+    /// answered with a `Result` of the user's types.
+    Apply {
+        change: Change,
+        reply: RpcReplyPort<Result<Applied, Refusal>>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Change {
+    Add { by: i64, note: String },
+    Reset,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Applied {
+    before: i64,
+    after: i64,
+    /// The note of the change, counted by word.
+    words: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Refusal {
+    WouldGoNegative { value: i64, by: i64 },
+}
+
+/// The `Apply` handler, shared by both counters: a change that would leave the value below
+/// zero is refused.
+fn apply(value: &mut i64, change: Change) -> Result<Applied, Refusal> {
+    let before = *value;
+    let (after, note) = match change {
+        Change::Add { by, .. } if before + by < 0 => {
+            return Err(Refusal::WouldGoNegative { value: before, by });
+        }
+        Change::Add { by, note } => (before + by, note),
+        Change::Reset => (0, String::new()),
+    };
+    *value = after;
+    let mut words = BTreeMap::new();
+    for word in note.split_whitespace() {
+        *words.entry(word.to_owned()).or_insert(0) += 1;
+    }
+    Ok(Applied {
+        before,
+        after,
+        words,
+    })
 }
 
 /// The `Hold` handler, shared by both counters.
@@ -106,6 +151,9 @@ impl Actor for CounterActor {
                 let _ = reply.send(c.value);
             }
             CounterMsg::Hold(ms, reply) => hold(&me, ms, c.value, reply).await,
+            CounterMsg::Apply { change, reply } => {
+                let _ = reply.send(apply(&mut c.value, change));
+            }
         }
         Ok(())
     }
@@ -161,6 +209,11 @@ impl Actor for CounterV2Actor {
                 let _ = reply.send(c.value);
             }
             CounterMsg::Hold(ms, reply) => hold(&me, ms, c.value, reply).await,
+            CounterMsg::Apply { change, reply } => {
+                let applied = apply(&mut c.value, change);
+                c.updates += u64::from(applied.is_ok());
+                let _ = reply.send(applied);
+            }
         }
         Ok(())
     }
@@ -441,6 +494,24 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 .await,
         ),
         "get" => result(om.actor::<A>(id).call(CounterMsg::Get, timeout).await),
+        "apply" => {
+            let change = match cmd["note"].as_str() {
+                Some(note) => Change::Add {
+                    by: n,
+                    note: note.to_owned(),
+                },
+                None => Change::Reset,
+            };
+            let outcome = om
+                .actor::<A>(id)
+                .call(|reply| CounterMsg::Apply { change, reply }, timeout)
+                .await;
+            match outcome {
+                Ok(Ok(applied)) => json!({"ok": format!("{applied:?}")}),
+                Ok(Err(refusal)) => json!({"refused": format!("{refusal:?}")}),
+                Err(e) => json!({"err": e.to_string()}),
+            }
+        }
         "hold" => {
             let ms = cmd["ms"].as_u64().unwrap_or(0);
             result(
