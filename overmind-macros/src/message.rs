@@ -1,9 +1,9 @@
 //! Code generation for `#[derive(VirtualMessage)]`: each variant leaves as its name and a
 //! tuple of its fields (all but its reply port), and is rebuilt from them on arrival.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
-use syn::{Data, DeriveInput, Fields, Type, spanned::Spanned};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::{Data, DeriveInput, Fields, Ident, Type, ext::IdentExt, spanned::Spanned};
 
 use crate::parse::Errors;
 
@@ -42,10 +42,18 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     if !errors.is_empty() {
         return errors.into_tokens();
     }
+    let names = Names::new();
     let checks = variants.iter().flat_map(|v| v.field_checks(&krate));
-    let encode_arms = variants.iter().map(|v| v.encode_arm(&krate));
-    let decode_arms = variants.iter().map(|v| v.decode_arm(&krate));
+    let encode_arms = variants.iter().map(|v| v.encode_arm(&krate, &names));
+    let decode_arms = variants.iter().map(|v| v.decode_arm(&krate, &names));
     let ident = &input.ident;
+    let Names {
+        variant,
+        args,
+        call,
+        other,
+        ..
+    } = &names;
     quote! {
         #krate::__virtual_message! { #ident {
             fn __encode(self) -> ::core::result::Result<
@@ -60,21 +68,45 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
 
             #[allow(unused_mut, unused_variables)]
             fn __decode(
-                variant: &str,
-                args: &[u8],
-                call: ::core::option::Option<&mut #krate::__private::Incoming>,
+                #variant: &str,
+                #args: &[u8],
+                #call: ::core::option::Option<&mut #krate::__private::Incoming>,
             ) -> ::core::result::Result<Self, #krate::__private::DecodeError> {
-                let mut call = call;
-                match variant {
+                let mut #call = #call;
+                match #variant {
                     #(#decode_arms)*
-                    other => ::core::result::Result::Err(
+                    #other => ::core::result::Result::Err(
                         #krate::__private::DecodeError::UnknownVariant {
-                            variant: ::std::string::ToString::to_string(other),
+                            variant: ::std::string::ToString::to_string(#other),
                         },
                     ),
                 }
             }
         }}
+    }
+}
+
+/// The generated code's own variables, named so that no item of the user's is likely to share
+/// a name with them (a constant with a variable's name would turn its binding into a pattern;
+/// hygiene does not cover items on stable Rust).
+struct Names {
+    variant: Ident,
+    args: Ident,
+    call: Ident,
+    other: Ident,
+    error: Ident,
+}
+
+impl Names {
+    fn new() -> Self {
+        let name = |n: &str| Ident::new(&format!("__overmind_{n}"), Span::mixed_site());
+        Self {
+            variant: name("variant"),
+            args: name("args"),
+            call: name("call"),
+            other: name("other"),
+            error: name("error"),
+        }
     }
 }
 
@@ -106,26 +138,26 @@ fn crate_path(input: &DeriveInput, errors: &mut Errors) -> syn::Path {
 /// the reply port.
 struct Variant {
     /// `None` for a struct.
-    ident: Option<syn::Ident>,
+    ident: Option<Ident>,
     /// What travels as the variant name (a struct's is empty).
     name: String,
     shape: Shape,
     /// Every field's binding, in declaration order.
-    bindings: Vec<syn::Ident>,
+    bindings: Vec<Ident>,
     /// The fields that travel (all but the reply port): binding and type.
-    args: Vec<(syn::Ident, Type)>,
+    args: Vec<(Ident, Type)>,
     /// The reply port's binding and type, for a call.
-    port: Option<(syn::Ident, Type)>,
+    port: Option<(Ident, Type)>,
 }
 
 enum Shape {
     Unit,
     Tuple,
-    Named(Vec<syn::Ident>),
+    Named(Vec<Ident>),
 }
 
 impl Variant {
-    fn new(ident: Option<&syn::Ident>, all: &Fields, errors: &mut Errors) -> Option<Self> {
+    fn new(ident: Option<&Ident>, all: &Fields, errors: &mut Errors) -> Option<Self> {
         let fields: Vec<&syn::Field> = all.iter().collect();
         let shape = match all {
             Fields::Unit => Shape::Unit,
@@ -137,8 +169,8 @@ impl Variant {
                     .collect::<Vec<_>>(),
             ),
         };
-        let bindings: Vec<syn::Ident> = (0..fields.len())
-            .map(|i| format_ident!("__field{}", i))
+        let bindings: Vec<Ident> = (0..fields.len())
+            .map(|i| Ident::new(&format!("__overmind_field{i}"), Span::mixed_site()))
             .collect();
         let mut args = Vec::new();
         let mut port = None;
@@ -157,7 +189,8 @@ impl Variant {
         }
         Some(Self {
             ident: ident.cloned(),
-            name: ident.map(ToString::to_string).unwrap_or_default(),
+            // `r#type` travels as `type`, as serde names it.
+            name: ident.map(|i| i.unraw().to_string()).unwrap_or_default(),
             shape,
             bindings,
             args,
@@ -195,20 +228,21 @@ impl Variant {
         checks
     }
 
-    fn encode_arm(&self, krate: &syn::Path) -> TokenStream {
+    fn encode_arm(&self, krate: &syn::Path, names: &Names) -> TokenStream {
+        let Names { args, error, .. } = names;
         let name = &self.name;
         let whole = self.path_with_fields();
         let arg_bindings = self.args.iter().map(|(b, _)| b);
         let encoded = match &self.port {
-            Some((port, _)) => quote! { #krate::__private::Encoded::call(#name, args, #port) },
-            None => quote! { #krate::__private::Encoded::cast(#name, args) },
+            Some((port, _)) => quote! { #krate::__private::Encoded::call(#name, #args, #port) },
+            None => quote! { #krate::__private::Encoded::cast(#name, #args) },
         };
         quote! {
             #whole => {
-                let args = match #krate::__private::encode_args(&(#(&#arg_bindings,)*)) {
-                    ::core::result::Result::Ok(args) => args,
-                    ::core::result::Result::Err(error) => {
-                        return ::core::result::Result::Err(#krate::__private::Unsent::new(#whole, error));
+                let #args = match #krate::__private::encode_args(&(#(&#arg_bindings,)*)) {
+                    ::core::result::Result::Ok(#args) => #args,
+                    ::core::result::Result::Err(#error) => {
+                        return ::core::result::Result::Err(#krate::__private::Unsent::new(#whole, #error));
                     }
                 };
                 ::core::result::Result::Ok(#encoded)
@@ -216,7 +250,8 @@ impl Variant {
         }
     }
 
-    fn decode_arm(&self, krate: &syn::Path) -> TokenStream {
+    fn decode_arm(&self, krate: &syn::Path, names: &Names) -> TokenStream {
+        let Names { args, call, .. } = names;
         let name = &self.name;
         let whole = self.path_with_fields();
         let arg_bindings = self.args.iter().map(|(b, _)| b);
@@ -226,15 +261,15 @@ impl Variant {
             .iter()
             .map(|(_, ty)| quote_spanned! {ty.span()=> #ty });
         let port = match &self.port {
-            Some((port, ty)) => quote_spanned! {ty.span()=>
-                let #port = #krate::__private::reply_port(#name, &mut call)?;
+            Some((port, _)) => quote! {
+                let #port = #krate::__private::reply_port(#name, &mut #call)?;
             },
-            None => quote! { #krate::__private::no_reply(#name, &call)?; },
+            None => quote! { #krate::__private::no_reply(#name, &#call)?; },
         };
         quote! {
             #name => {
                 let (#(#arg_bindings,)*): (#(#arg_types,)*) =
-                    #krate::__private::decode_args(#name, args)?;
+                    #krate::__private::decode_args(#name, #args)?;
                 #port
                 ::core::result::Result::Ok(#whole)
             }

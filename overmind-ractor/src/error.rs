@@ -78,6 +78,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The message was handled and the state it produced stored, but its reply could not be
+    /// sent back from the actor's node: it could not be encoded, or it is longer than a
+    /// frame between nodes may be. Retrying repeats what the message did.
+    #[error(
+        "{key} handled the message and stored its state, but could not send the reply back: {reason}"
+    )]
+    ReplyNotSent {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        reason: String,
+    },
     /// A frame between nodes could not be decoded.
     #[error("undecodable frame between nodes: {reason}")]
     BadFrame {

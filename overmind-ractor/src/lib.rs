@@ -89,7 +89,9 @@ pub mod prelude {
 #[macro_export]
 macro_rules! __virtual_message {
     ($ty:ty { $($body:tt)* }) => {
+        #[automatically_derived]
         impl $crate::ractor::Message for $ty {}
+        #[automatically_derived]
         impl $crate::VirtualMessage for $ty { $($body)* }
     };
 }

@@ -117,7 +117,8 @@ pub fn replies(payload: &[u8]) -> Vec<Vec<u8>> {
         Reply::Err(WireError::Unavailable(text.clone())),
         Reply::Err(WireError::BadFrame(text.clone())),
         Reply::Err(WireError::Other(text.clone())),
-        Reply::Err(WireError::DeleteFailed(text)),
+        Reply::Err(WireError::DeleteFailed(text.clone())),
+        Reply::Err(WireError::ReplyNotSent(text)),
     ]
     .iter()
     .map(Reply::encode)

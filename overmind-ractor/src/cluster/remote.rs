@@ -94,6 +94,9 @@ fn send_envelope(
     let (done_tx, done_rx) = oneshot::channel();
     let (key, node) = (key.clone(), node.to_owned());
     tokio::spawn(async move {
+        // The caller's port, if a reply came that is not of its type: kept until the relay
+        // has failed with that error.
+        let mut unanswered = None;
         let outcome = match answer.await {
             Answer::TimedOut(timeout) => Err(Error::Timeout {
                 key: key.clone(),
@@ -106,12 +109,16 @@ fn send_envelope(
                 ),
             )),
             Answer::Replied(bytes, timeout) => match Reply::decode(&bytes) {
-                Ok(Reply::Ok(payload)) => reply_to(&payload).map_err(|e| match e {
-                    ReplyFailed::Decode(e) => Error::BadFrame {
-                        reason: format!("the reply from node {node} for {key}: {e}"),
-                    },
-                    ReplyFailed::CallerGone => Error::NoReply { key: key.clone() },
-                }),
+                Ok(Reply::Ok(payload)) => match reply_to(&payload) {
+                    Ok(()) => Ok(()),
+                    Err(ReplyFailed::Decode { reason, port }) => {
+                        unanswered = Some(port);
+                        Err(Error::BadFrame {
+                            reason: format!("the reply from node {node} for {key}: {reason}"),
+                        })
+                    }
+                    Err(ReplyFailed::CallerGone) => Err(Error::NoReply { key: key.clone() }),
+                },
                 Ok(Reply::Err(e)) => Err(e.into_error(&key, &node, timeout)),
                 Err(e) => Err(e),
             },
@@ -121,6 +128,7 @@ fn send_envelope(
         if let (Err(e), Some(relay)) = (&outcome, &relay) {
             reply::fail(relay, e.clone());
         }
+        drop(unanswered);
         let _ = done_tx.send(outcome);
     });
     Ok(Some(done_rx))

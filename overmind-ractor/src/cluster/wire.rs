@@ -51,6 +51,7 @@ pub(crate) enum WireError {
     BadFrame(String),
     Other(String),
     DeleteFailed(String),
+    ReplyNotSent(String),
 }
 
 /// The longest frame a router sends or reads. ractor_cluster drops a link that carries a frame
@@ -58,6 +59,10 @@ pub(crate) enum WireError {
 /// around ours (variant name, protobuf framing), so a message too large is refused at the
 /// sender instead of taking the link down.
 pub(crate) const MAX_FRAME_LEN: usize = (16 << 20) - (64 << 10);
+
+// A message's fields, at their longest, fit a frame with the rest of the envelope (kind, id of
+// at most 1 KiB, epoch, hops, variant name).
+const _: () = assert!(crate::engine::message::MAX_MESSAGE_LEN + (64 << 10) < MAX_FRAME_LEN);
 
 fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     let body = codec::encode_state(value).map_err(|e| e.to_string())?;
@@ -118,9 +123,12 @@ impl Reply {
     /// The frame. A reply too large to send becomes an error reply saying so.
     pub(crate) fn encode(&self) -> Vec<u8> {
         frame(self).unwrap_or_else(|reason| {
-            let refusal = Self::Err(WireError::Other(format!(
-                "the reply is too large: {reason}"
-            )));
+            let reason = format!("the reply is too large: {reason}");
+            // A value too large means the message was handled; an error too large, not.
+            let refusal = Self::Err(match self {
+                Self::Ok(_) => WireError::ReplyNotSent(reason),
+                Self::Err(_) => WireError::Other(reason),
+            });
             // A short error reply always encodes.
             frame(&refusal).unwrap_or_default()
         })
@@ -150,6 +158,7 @@ impl From<&Error> for WireError {
             Error::ShuttingDown { .. } => Self::Unavailable("its node is shutting down".into()),
             Error::BadFrame { reason } => Self::BadFrame(reason.clone()),
             Error::DeleteFailed { cause, .. } => Self::DeleteFailed(cause.to_string()),
+            Error::ReplyNotSent { reason, .. } => Self::ReplyNotSent(reason.clone()),
             other => Self::Other(other.to_string()),
         }
     }
@@ -190,6 +199,10 @@ impl WireError {
             Self::DeleteFailed(m) => Error::DeleteFailed {
                 key,
                 cause: ActivationError::Remote(m),
+            },
+            Self::ReplyNotSent(reason) => Error::ReplyNotSent {
+                key,
+                reason: format!("node {node}: {reason}"),
             },
         }
     }
@@ -271,8 +284,15 @@ mod tests {
         };
         let err = env.encode().unwrap_err();
         assert!(err.contains("more than the"), "{err}");
-        // A reply that large becomes an error reply, which the caller can read.
+        // A reply that large becomes an error reply, which the caller can read: the message
+        // was handled, so it says the reply was not sent.
         let reply = Reply::decode(&Reply::Ok(vec![0; MAX_FRAME_LEN]).encode()).unwrap();
+        assert!(
+            matches!(&reply, Reply::Err(WireError::ReplyNotSent(m)) if m.contains("too large")),
+            "{reply:?}"
+        );
+        let error = Reply::Err(WireError::HandlerFailed("x".repeat(MAX_FRAME_LEN)));
+        let reply = Reply::decode(&error.encode()).unwrap();
         assert!(
             matches!(&reply, Reply::Err(WireError::Other(m)) if m.contains("too large")),
             "{reply:?}"

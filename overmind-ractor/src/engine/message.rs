@@ -6,7 +6,7 @@
 //! reply comes back as bytes and is decoded into it. On the receiving side the decoding is
 //! bounded by the bytes received, and every failure is a [`DecodeError`], never a panic.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{any::Any, future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc};
 
 use overmind_core::codec;
 use ractor::RpcReplyPort;
@@ -81,8 +81,18 @@ impl Encoded {
         port: RpcReplyPort<T>,
     ) -> Self {
         let reply: ReplyTo = Box::new(move |bytes: &[u8]| {
-            let value = codec::decode_state::<T>(bytes).map_err(ReplyFailed::Decode)?;
-            port.send(value).map_err(|_| ReplyFailed::CallerGone)
+            // A peer's bytes run the reply type's `Deserialize`, which may panic.
+            let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                codec::decode_state::<T>(bytes).map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("its decoding panicked".into()));
+            match decoded {
+                Ok(value) => port.send(value).map_err(|_| ReplyFailed::CallerGone),
+                Err(reason) => Err(ReplyFailed::Decode {
+                    reason,
+                    port: Box::new(port),
+                }),
+            }
         });
         Self {
             variant,
@@ -96,10 +106,14 @@ impl Encoded {
 pub(crate) type ReplyTo = Box<dyn FnOnce(&[u8]) -> Result<(), ReplyFailed> + Send>;
 
 /// Why a reply that arrived did not reach its caller.
-#[derive(Debug)]
 pub(crate) enum ReplyFailed {
-    /// Its bytes are not a reply of the call's type.
-    Decode(codec::CodecError),
+    /// Its bytes are not a reply of the call's type. The caller's port comes back, so that
+    /// it stays open until the caller has been given this error (its closing would tell the
+    /// caller "no reply" first).
+    Decode {
+        reason: String,
+        port: Box<dyn Any + Send>,
+    },
     /// The caller stopped waiting.
     CallerGone,
 }
@@ -127,10 +141,26 @@ impl<M> Unsent<M> {
 #[inline(always)]
 pub fn can_travel<T: Serialize + DeserializeOwned>() {}
 
-/// Encodes a variant's fields (every one but its reply port), as a tuple of references.
+/// The longest encoding of a message's fields: 15 MiB, so that the message with its envelope
+/// fits the 16 MiB a link between nodes carries. A longer message is refused at the sender
+/// and handed back.
+pub(crate) const MAX_MESSAGE_LEN: usize = 15 << 20;
+
+/// Encodes a variant's fields (every one but its reply port), as a tuple of references; at
+/// most [`MAX_MESSAGE_LEN`] bytes.
 #[doc(hidden)]
 pub fn encode_args<T: Serialize>(fields: &T) -> Result<Vec<u8>, codec::CodecError> {
-    codec::encode_state(fields)
+    let args = codec::encode_state(fields)?;
+    if args.len() > MAX_MESSAGE_LEN {
+        return Err(codec::CodecError::Encode {
+            type_name: std::any::type_name::<T>(),
+            reason: format!(
+                "{} bytes, more than the {MAX_MESSAGE_LEN} a message between nodes may have",
+                args.len()
+            ),
+        });
+    }
+    Ok(args)
 }
 
 /// Decodes a variant's fields as the tuple of their types; bounded by `args`.
@@ -213,9 +243,9 @@ impl Incoming {
                 Ok(result) => result?,
                 Err(_) => return Err(Error::NoReply { key }),
             };
-            codec::encode_state(&value).map_err(|e| Error::Encode {
+            codec::encode_state(&value).map_err(|e| Error::ReplyNotSent {
                 key,
-                reason: format!("its reply: {e}"),
+                reason: e.to_string(),
             })
         };
         self.port = Some(IncomingReply {
@@ -244,5 +274,60 @@ pub fn no_reply(variant: &'static str, call: &Option<&mut Incoming>) -> Result<(
     match call {
         Some(_) => Err(DecodeError::CastSentAsCall { variant }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Inner {
+        a: u8,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Flattened {
+        #[serde(flatten)]
+        inner: Inner,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Untagged {
+        Number(u8),
+        Text(String),
+    }
+
+    #[test]
+    fn fields_encode_and_decode_as_a_tuple() {
+        let args = encode_args(&(&7u8, &"x".to_owned())).expect("encodes");
+        let (n, s): (u8, String) = decode_args("V", &args).expect("decodes");
+        assert_eq!((n, s.as_str()), (7, "x"));
+        let err = decode_args::<(u8, String)>("V", &args[..1]).expect_err("cut short");
+        assert!(
+            matches!(err, DecodeError::Fields { variant: "V", .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_message_longer_than_a_link_carries_is_refused_at_the_sender() {
+        let big = vec![0u8; MAX_MESSAGE_LEN];
+        let err = encode_args(&(&big,)).expect_err("too long with its length prefix");
+        assert!(err.to_string().contains("may have"), "{err}");
+    }
+
+    // What the README says of serde attributes bincode cannot serve.
+    #[test]
+    fn flatten_fails_to_encode_and_untagged_fails_to_decode() {
+        let flattened = Flattened {
+            inner: Inner { a: 1 },
+        };
+        assert!(encode_args(&(&flattened,)).is_err());
+        let args = encode_args(&(&Untagged::Number(3),)).expect("untagged encodes");
+        assert!(decode_args::<(Untagged,)>("V", &args).is_err());
     }
 }
