@@ -70,6 +70,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Whether the message was handled is not known: the link to the actor's node closed
+    /// after the message was sent and before its reply came, or the node's lease ran out
+    /// while the handler ran (its state may be stored, but a node outside its lease may not
+    /// acknowledge anything). Retrying may apply the message twice.
+    #[error("the outcome of the message to {key} is unknown (it may have been handled): {reason}")]
+    OutcomeUnknown {
+        /// The actor.
+        key: ActorKey,
+        /// Why.
+        reason: String,
+    },
     /// The message could not be encoded for the node that owns the actor.
     #[error("cannot send the message to {key} on another node: {reason}")]
     Encode {
@@ -124,6 +135,35 @@ pub enum Error {
         /// The caller's timeout.
         timeout: Duration,
     },
+}
+
+impl Error {
+    /// Whether the message may have taken effect although the call failed: `true` when its
+    /// handler may have run and its state may be stored (a timeout, an unknown outcome, a
+    /// reply lost or not sent, a reply that did not decode, a store that failed mid-write),
+    /// `false` when it certainly did not (not registered, shutting down, unavailable, a
+    /// handler that failed, an activation that failed, a message that could not be encoded).
+    /// Retry a call that failed with `true` only if repeating it is harmless.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            Self::Timeout { .. }
+            | Self::OutcomeUnknown { .. }
+            | Self::NoReply { .. }
+            | Self::ReplyNotSent { .. }
+            | Self::PersistFailed { .. }
+            | Self::BadFrame { .. } => true,
+            Self::NotRegistered { .. }
+            | Self::InvalidKey(_)
+            | Self::ShuttingDown { .. }
+            | Self::ActivationFailed { .. }
+            | Self::HandlerFailed { .. }
+            | Self::Unavailable { .. }
+            | Self::Encode { .. }
+            | Self::Store(_)
+            | Self::DeleteFromOwnHandler { .. }
+            | Self::DeleteFailed { .. } => false,
+        }
+    }
 }
 
 /// Why an activation failed.

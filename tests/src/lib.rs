@@ -5,6 +5,7 @@
 pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod ensemble;
 #[cfg(feature = "cluster")]
 pub mod faults;
 pub mod fuzz;

@@ -118,7 +118,8 @@ pub fn replies(payload: &[u8]) -> Vec<Vec<u8>> {
         Reply::Err(WireError::BadFrame(text.clone())),
         Reply::Err(WireError::Other(text.clone())),
         Reply::Err(WireError::DeleteFailed(text.clone())),
-        Reply::Err(WireError::ReplyNotSent(text)),
+        Reply::Err(WireError::ReplyNotSent(text.clone())),
+        Reply::Err(WireError::OutcomeUnknown(text)),
     ]
     .iter()
     .map(Reply::encode)

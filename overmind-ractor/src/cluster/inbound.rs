@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{
     ClusterLink, release,
-    remote::{Answer, DELETE_VARIANT, ask, unavailable},
+    remote::{Answer, DELETE_VARIANT, ask, outcome_unknown, unavailable},
     router::respond,
     routing::{Route, must_catch_up, route},
     wire::Envelope,
@@ -223,7 +223,7 @@ fn relay_on(
             }
             Answer::Closed => respond(
                 Some(reply),
-                Err(unavailable(
+                Err(outcome_unknown(
                     &key,
                     format!("the link to node {node} closed before it replied"),
                 )),

@@ -4,12 +4,16 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{ClusterLink, router::RouterMsg};
+use super::{
+    ClusterLink,
+    router::RouterMsg,
+    wire::{Reply, WireError},
+};
 
 /// Frames for one peer, in the order they were sent. They go straight to the peer's router
 /// when it is linked and nothing waits; otherwise they wait here, in order, until the link is
-/// up, or fail after `unavailable_after` (a waiting call's reply port is dropped, which its
-/// sender reports as unavailable).
+/// up, or fail after `unavailable_after` (a waiting call is answered with an `Unavailable`
+/// error reply: it was never sent, so it was not handled).
 pub(crate) struct Outbox {
     node: String,
     state: parking_lot::Mutex<OutboxState>,
@@ -124,8 +128,16 @@ impl Outbox {
             if !expired.is_empty() {
                 tracing::warn!(peer = %self.node, failed = expired.len(), "no link to the peer in time; failing the messages that waited for it");
             }
-            // Dropped outside the lock: a call's reply port closes, and its sender reports it.
-            drop(expired);
+            // Outside the lock: answering drops reply ports, which may run other code.
+            for outbound in expired {
+                if let RouterMsg::Call(_, port) = outbound.msg {
+                    let refusal = Reply::Err(WireError::Unavailable(format!(
+                        "no link to node {} within {patience:?}: the message was not sent",
+                        self.node
+                    )));
+                    let _ = port.send(refusal.encode());
+                }
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(100));
         }

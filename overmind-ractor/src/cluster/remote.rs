@@ -67,6 +67,14 @@ where
     send_envelope(link, key, &owner.name, &envelope, encoded.reply, relay).map_err(NotSent::Lost)
 }
 
+/// A message sent, whose reply was lost with the link: it may have been handled.
+pub(super) fn outcome_unknown(key: &ActorKey, reason: String) -> Error {
+    Error::OutcomeUnknown {
+        key: key.clone(),
+        reason,
+    }
+}
+
 pub(super) fn unavailable(key: &ActorKey, reason: String) -> Error {
     Error::Unavailable {
         key: key.clone(),
@@ -102,11 +110,9 @@ fn send_envelope(
                 key: key.clone(),
                 timeout,
             }),
-            Answer::Closed => Err(unavailable(
+            Answer::Closed => Err(outcome_unknown(
                 &key,
-                format!(
-                    "no reply from node {node}: the link closed, or the node could not be reached in time"
-                ),
+                format!("the link to node {node} closed before it replied"),
             )),
             Answer::Replied(bytes, timeout) => match Reply::decode(&bytes) {
                 Ok(Reply::Ok(payload)) => match reply_to(&payload) {
@@ -138,7 +144,9 @@ fn send_envelope(
 pub(super) enum Answer {
     /// The peer's reply frame, and the bound it arrived within.
     Replied(Vec<u8>, std::time::Duration),
-    /// The frame or its reply was lost with the link (or never reached a link in time).
+    /// The frame was handed to the link, and the link closed before the reply came. (A frame
+    /// that never reached a link in time is answered with an `Unavailable` error reply by
+    /// its outbox.)
     Closed,
     /// No reply within the link's remote timeout.
     TimedOut(std::time::Duration),

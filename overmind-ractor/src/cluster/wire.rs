@@ -52,6 +52,7 @@ pub(crate) enum WireError {
     Other(String),
     DeleteFailed(String),
     ReplyNotSent(String),
+    OutcomeUnknown(String),
 }
 
 /// The longest frame a router sends or reads. ractor_cluster drops a link that carries a frame
@@ -159,6 +160,7 @@ impl From<&Error> for WireError {
             Error::BadFrame { reason } => Self::BadFrame(reason.clone()),
             Error::DeleteFailed { cause, .. } => Self::DeleteFailed(cause.to_string()),
             Error::ReplyNotSent { reason, .. } => Self::ReplyNotSent(reason.clone()),
+            Error::OutcomeUnknown { reason, .. } => Self::OutcomeUnknown(reason.clone()),
             other => Self::Other(other.to_string()),
         }
     }
@@ -203,6 +205,10 @@ impl WireError {
             Self::ReplyNotSent(reason) => Error::ReplyNotSent {
                 key,
                 reason: format!("node {node}: {reason}"),
+            },
+            Self::OutcomeUnknown(reason) => Error::OutcomeUnknown {
+                key,
+                reason: format!("{reason} (on node {node})"),
             },
         }
     }

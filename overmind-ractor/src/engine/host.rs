@@ -141,7 +141,7 @@ impl<A: VirtualActor> Host<A> {
         if outcome.is_ok() && !placement.serving_as(st.member) {
             // The lease ran out while the handler ran: another node may own the actor by now,
             // so nothing may be acknowledged (what was stored stays; the outcome is unknown).
-            outcome = Err(Error::Unavailable {
+            outcome = Err(Error::OutcomeUnknown {
                 key: key.clone(),
                 reason: "this node's lease expired while handling the message".into(),
             });

@@ -1,6 +1,8 @@
 //! A workload client for the fault-injection suite: increments and reads counters through the
 //! nodes' control ports, and records every operation — invoke and completion times, outcome
-//! (ok, fail, timeout) and value — as JSON lines.
+//! and value — as JSON lines. The outcome `r` is `ok` (with the value `v`), `fail` (an error
+//! that says the operation did not take effect, in `err`) or `timeout` (indeterminate: no
+//! answer, or an error that leaves open whether it took effect, in `err`).
 //!
 //! Usage: `overmind-test-client --nodes ADDR,ADDR --actors N --seconds S --workers W --seed X
 //! --name NAME --out FILE [--think-ms N]`
@@ -98,6 +100,9 @@ async fn main() {
                 let op = if increment { "inc" } else { "read" };
                 let record = match &reply {
                     Some(r) if r["ok"].is_i64() => json!({"k": key, "op": op, "t0": t0, "t1": t1, "r": "ok", "v": r["ok"], "node": at}),
+                    // An error that leaves the outcome open is recorded as indeterminate,
+                    // like a call with no answer: the message may have been applied.
+                    Some(r) if r["unknown"] == true => json!({"k": key, "op": op, "t0": t0, "t1": t1, "r": "timeout", "err": r["err"], "node": at}),
                     Some(r) => json!({"k": key, "op": op, "t0": t0, "t1": t1, "r": "fail", "err": r["err"], "node": at}),
                     None => json!({"k": key, "op": op, "t0": t0, "t1": t1, "r": "timeout", "node": at}),
                 };

@@ -463,10 +463,11 @@ async fn serve_clients(
     }
 }
 
+/// A call's answer: its value, or its error and whether the message may have taken effect.
 fn result(r: Result<i64, Error>) -> Value {
     match r {
         Ok(v) => json!({"ok": v}),
-        Err(e) => json!({"err": e.to_string()}),
+        Err(e) => json!({"err": e.to_string(), "unknown": e.may_have_taken_effect()}),
     }
 }
 
