@@ -2,20 +2,12 @@
 //! directory and free ports, a quorum among them; servers can be killed and restarted one by
 //! one, and all are killed when it is dropped.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
+use std::{path::PathBuf, process::Child, time::Duration};
+
+use crate::{
+    process::{free_port, kill, wait_until},
+    zookeeper::{four_letter, require_installed, spawn_server},
 };
-
-use crate::process::{free_port, kill, wait_until};
-
-const JARS: [&str; 2] = [
-    "/usr/share/java/zookeeper.jar",
-    "/usr/share/java/slf4j-simple.jar",
-];
 
 /// One server of the ensemble.
 struct Server {
@@ -46,11 +38,7 @@ pub enum Mode {
 impl Ensemble {
     /// Starts `size` servers and waits until they form a quorum with every server in it.
     pub fn start(size: usize) -> Self {
-        if let Some(missing) = JARS.iter().find(|j| !std::path::Path::new(j).exists()) {
-            panic!(
-                "ZooKeeper is not installed ({missing} is missing): run ./scripts/test, or `apt-get install -y zookeeper`"
-            );
-        }
+        require_installed();
         let dir = tempfile::Builder::new()
             .prefix("overmind-zk-ensemble-")
             .tempdir()
@@ -155,46 +143,22 @@ impl Ensemble {
 
     fn launch(&mut self, i: usize) {
         let server = &mut self.servers[i];
-        let log_path = server.dir.join("zookeeper.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open the server's log");
-        let child = Command::new("java")
-            .args(["-Xmx96m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
-            .arg("-Dzookeeper.jmx.log4j.disable=true")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            .arg("-cp")
-            .arg(JARS.join(":"))
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(server.dir.join("zoo.cfg"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log's handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run java for ZooKeeper server {}: {e}", server.id));
+        let child = spawn_server(
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            &server.dir.join("zoo.cfg"),
+            &server.dir.join("zookeeper.log"),
+        )
+        .unwrap_or_else(|e| panic!("ZooKeeper server {}: {e}", server.id));
         server.child = Some(child);
     }
 }
 
 fn srvr_mode(port: u16) -> Mode {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return Mode::Down;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = String::new();
-    if s.write_all(b"srvr").is_err() || s.read_to_string(&mut answer).is_err() {
-        return Mode::Down;
-    }
-    if answer.contains("Mode: leader") {
-        Mode::Leader
-    } else if answer.contains("Mode: follower") {
-        Mode::Follower
-    } else {
-        Mode::NotServing
+    match four_letter(port, "srvr") {
+        None => Mode::Down,
+        Some(answer) if answer.contains("Mode: leader") => Mode::Leader,
+        Some(answer) if answer.contains("Mode: follower") => Mode::Follower,
+        Some(_) => Mode::NotServing,
     }
 }
 

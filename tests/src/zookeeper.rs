@@ -16,6 +16,50 @@ const JARS: [&str; 2] = [
     "/usr/share/java/slf4j-simple.jar",
 ];
 
+/// Panics with what to do if Debian's ZooKeeper is not installed.
+pub(crate) fn require_installed() {
+    if let Some(missing) = JARS.iter().find(|j| !Path::new(j).exists()) {
+        panic!(
+            "ZooKeeper is not installed ({missing} is missing): run ./scripts/test, or `apt-get install -y zookeeper`"
+        );
+    }
+}
+
+/// Starts a ZooKeeper JVM running `main_class` (a standalone server or a quorum peer) on
+/// `config`, its output appended to `log`.
+pub(crate) fn spawn_server(main_class: &str, config: &Path, log: &Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| e.to_string())?;
+    Command::new("java")
+        .args(["-Xmx96m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+        .arg("-Dzookeeper.jmx.log4j.disable=true")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(JARS.join(":"))
+        .arg(main_class)
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot run java: {e}"))
+}
+
+/// Sends a four-letter command to the server on `port` and returns its answer.
+pub(crate) fn four_letter(port: u16, command: &str) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = String::new();
+    s.write_all(command.as_bytes()).ok()?;
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
 /// A running ZooKeeper.
 pub struct ZooKeeper {
     child: Option<Child>,
@@ -26,11 +70,7 @@ pub struct ZooKeeper {
 impl ZooKeeper {
     /// Starts a server and waits until it answers `ruok`.
     pub fn start() -> Self {
-        if let Some(missing) = JARS.iter().find(|j| !Path::new(j).exists()) {
-            panic!(
-                "ZooKeeper is not installed ({missing} is missing): run ./scripts/test, or `apt-get install -y zookeeper`"
-            );
-        }
+        require_installed();
         let mut dir = tempfile::Builder::new()
             .prefix("overmind-zk-")
             .tempdir()
@@ -80,24 +120,11 @@ impl ZooKeeper {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .map_err(|e| e.to_string())?;
-        let child = Command::new("java")
-            .args(["-Xmx96m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
-            .arg("-Dzookeeper.jmx.log4j.disable=true")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            .arg("-cp")
-            .arg(JARS.join(":"))
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot run java: {e}"))?;
+        let child = spawn_server(
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            &cfg,
+            &self.log(),
+        )?;
         self.child = Some(child);
         let port = self.port;
         let mut exited = None;
@@ -163,14 +190,7 @@ impl ZooKeeper {
 }
 
 fn ruok(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = String::new();
-    s.write_all(b"ruok").is_ok() && s.read_to_string(&mut answer).is_ok() && answer == "imok"
+    four_letter(port, "ruok").is_some_and(|answer| answer == "imok")
 }
 
 impl Drop for ZooKeeper {

@@ -3,8 +3,8 @@
 //!
 //! A user message crosses the wire as its `VirtualMessage` encoding: its variant name and
 //! fields go in an [`Envelope`]; a call's reply port stays here, and the reply's bytes are
-//! decoded into it. The reply gate runs on the owner's node,
-//! so a reply crosses back only after the owner stored the state that produced it.
+//! decoded into it. The reply gate runs on the owner's node, so a reply crosses back only
+//! after the owner stored the state that produced it.
 
 use std::sync::Arc;
 

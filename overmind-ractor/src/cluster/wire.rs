@@ -2,9 +2,9 @@
 //! `VirtualMessage` derive), and the reply to a call.
 //!
 //! Both are decoded here, so a damaged or foreign frame becomes a typed error instead of a
-//! panic. They are decoded with
-//! [`codec::decode_state`], which is bounded by the bytes it is given (no declared length
-//! makes it allocate), and no frame longer than [`MAX_FRAME_LEN`] is read or written.
+//! panic. They are decoded with [`codec::decode_state`], which is bounded by the bytes it is
+//! given (no declared length makes it allocate), and no frame longer than [`MAX_FRAME_LEN`]
+//! is read or written.
 
 use overmind_core::{ActorKey, codec, membership::view::MAX_EPOCH};
 use serde::{Deserialize, Serialize};
