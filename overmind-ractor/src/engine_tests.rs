@@ -23,7 +23,7 @@ use crate::{
         distribution::{Elsewhere, NotSent, Outcome},
         placement::{Decision, Placement},
         registry::Kind,
-        reply::Settle,
+        reply::{CallMeta, Settle},
         runtime::Runtime,
         slot::Deletion,
     },
@@ -154,6 +154,7 @@ impl Elsewhere<CounterMsg> for FakeNode {
         owner: &Member,
         msg: CounterMsg,
         _relay: Option<Arc<dyn Settle>>,
+        _meta: &CallMeta,
     ) -> Result<Option<Outcome>, NotSent<CounterMsg>> {
         assert_eq!(owner.name, "far");
         if self.refuse {

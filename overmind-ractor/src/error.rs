@@ -135,6 +135,31 @@ pub enum Error {
         /// The caller's timeout.
         timeout: Duration,
     },
+    /// The call's timeout passed before its handler started, so it was withdrawn: it was not
+    /// handled and never will be. Safe to retry.
+    #[error(
+        "{key} did not start handling the message within {timeout:?}: it was withdrawn and will not be handled"
+    )]
+    Expired {
+        /// The actor.
+        key: ActorKey,
+        /// The caller's timeout.
+        timeout: Duration,
+    },
+    /// The call would wait for an actor whose handler is already waiting for it: `chain` is
+    /// the chain of handlers waiting, each on a call to the next, and `key` is in it (an actor
+    /// calling itself, or A calling B while B's handler calls A). It would wait until its
+    /// timeout, so it is refused at once; the message was not sent. Use a cast for one
+    /// direction, or reply first and call later.
+    #[error(
+        "calling {key} would wait for itself: {key} is already waiting in this chain of calls: {chain} → {key}"
+    )]
+    CallCycle {
+        /// The actor called.
+        key: ActorKey,
+        /// The actors waiting, each on a call to the next, outermost first (`kind/id`).
+        chain: String,
+    },
 }
 
 impl Error {
@@ -142,7 +167,8 @@ impl Error {
     /// handler may have run and its state may be stored (a timeout, an unknown outcome, a
     /// reply lost or not sent, a reply that did not decode, a store that failed mid-write),
     /// `false` when it certainly did not (not registered, shutting down, unavailable, a
-    /// handler that failed, an activation that failed, a message that could not be encoded).
+    /// handler that failed, an activation that failed, a message that could not be encoded,
+    /// a call withdrawn when its timeout passed, a call cycle).
     /// Retry a call that failed with `true` only if repeating it is harmless.
     pub fn may_have_taken_effect(&self) -> bool {
         match self {
@@ -161,7 +187,9 @@ impl Error {
             | Self::Encode { .. }
             | Self::Store(_)
             | Self::DeleteFromOwnHandler { .. }
-            | Self::DeleteFailed { .. } => false,
+            | Self::DeleteFailed { .. }
+            | Self::Expired { .. }
+            | Self::CallCycle { .. } => false,
         }
     }
 }

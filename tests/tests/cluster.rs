@@ -221,6 +221,41 @@ async fn a_message_of_the_applications_own_types_travels_between_nodes() {
     assert_eq!(b.get(&id).await, Ok(0));
 }
 
+/// A call's timeout travels with it: the owner does not start a call whose timeout passed
+/// while it waited behind a busy handler, so a caller that gave up is not applied later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_drops_a_call_whose_timeout_passed_in_its_queue() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b) = (node(&zk, &pg, "a").await, node(&zk, &pg, "b").await);
+    for n in [&a, &b] {
+        n.wait_stable(&["a", "b"]).await;
+    }
+    let owners = a.owners("dl-", 40).await;
+    let id = owned_by(&owners, "b", "dl-")
+        .into_iter()
+        .next()
+        .expect("b owns one of 40");
+    assert_eq!(a.add(&id, 1).await, Ok(1));
+    // Held far longer than the late call's timeout, or than its frame could take to arrive.
+    let hold = a.request(serde_json::json!({"op": "hold", "id": id, "ms": 5_000}));
+    let late = async {
+        b.wait_event("the hold starts", Duration::from_secs(30), |e| {
+            e["event"] == "holding" && e["id"] == id.as_str()
+        })
+        .await
+        .expect("the actor is held in its handler");
+        a.request(serde_json::json!({"op": "add", "id": id, "n": 10, "timeout_ms": 300}))
+            .await
+    };
+    let (held, late) = tokio::join!(hold, late);
+    assert_eq!(held["ok"], 1, "{held}");
+    let error = late["err"].as_str().unwrap_or_else(|| panic!("{late}"));
+    assert!(error.contains("within 300ms"), "{error}");
+    assert_eq!(a.get(&id).await, Ok(1), "the late add was never applied");
+    assert_eq!(b.get(&id).await, Ok(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_hands_its_actors_over_with_their_state() {
     let zk = ZooKeeper::start();

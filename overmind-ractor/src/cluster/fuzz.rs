@@ -70,7 +70,7 @@ pub fn decode_message<M: VirtualMessage>(
         return decode(None);
     }
     let key = overmind_core::ActorKey::new("fuzz", "fuzz").map_err(|e| e.to_string())?;
-    let mut incoming = Incoming::new(Arc::new(Gate::new(key)));
+    let mut incoming = Incoming::new(Arc::new(Gate::new(key)), Default::default());
     decode(Some(&mut incoming))
 }
 
@@ -100,6 +100,7 @@ pub fn envelope(
         hops,
         variant: variant.to_owned(),
         args: args.to_vec(),
+        call: super::wire::CallInfo::default(),
     }
     .encode()
 }

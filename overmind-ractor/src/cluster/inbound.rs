@@ -134,7 +134,12 @@ fn deliver_now<A: VirtualActor>(
     if envelope.variant == DELETE_VARIANT {
         return deliver_delete(&slot, link, reply);
     }
-    let Envelope { variant, args, .. } = envelope;
+    let Envelope {
+        variant,
+        args,
+        call,
+        ..
+    } = envelope;
     match reply {
         None => {
             let msg = match decode_message::<A::Msg>(A::KIND, &variant, &args, None) {
@@ -146,7 +151,7 @@ fn deliver_now<A: VirtualActor>(
             }
         }
         Some(reply) => {
-            let mut incoming = Incoming::new(slot.gate.clone());
+            let mut incoming = Incoming::new(slot.gate.clone(), call.into_meta());
             let decoded = decode_message::<A::Msg>(A::KIND, &variant, &args, Some(&mut incoming));
             let msg = match decoded {
                 Ok(msg) => msg,

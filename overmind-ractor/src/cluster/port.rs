@@ -13,7 +13,7 @@ use crate::{
     engine::{
         distribution::{Elsewhere, NotSent, Outcome},
         registry::{AnyKind, Kind},
-        reply::Settle,
+        reply::{CallMeta, Settle},
         runtime::Runtime,
         slot::Deletion,
     },
@@ -95,8 +95,9 @@ where
         owner: &Member,
         msg: A::Msg,
         relay: Option<Arc<dyn Settle>>,
+        meta: &CallMeta,
     ) -> Result<Option<Outcome>, NotSent<A::Msg>> {
-        remote::send::<A>(&self.rt, &self.link, key, owner, msg, relay)
+        remote::send::<A>(&self.rt, &self.link, key, owner, msg, relay, meta)
     }
 
     fn delete(&self, key: &ActorKey, owner: &Member, done: Deletion) {

@@ -10,7 +10,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use overmind_core::{ActorKey, MAX_ID_LEN, codec::Lease};
 
-use super::{ClusterLink, wire::Envelope};
+use super::{
+    ClusterLink,
+    wire::{CallInfo, Envelope},
+};
 use crate::engine::runtime::Runtime;
 
 /// The variant name of a batch of release notices: each activation it names has stopped for
@@ -164,6 +167,7 @@ async fn send_batches(link: Arc<ClusterLink>) {
                     hops: 0,
                     variant: RELEASED_VARIANT.to_owned(),
                     args,
+                    call: CallInfo::default(),
                 };
                 match envelope.encode() {
                     Ok(bytes) => link.outbox(&owner).send(&link, bytes, None),
@@ -187,6 +191,7 @@ pub(crate) fn request(link: &Arc<ClusterLink>, rt: &Runtime, key: &ActorKey, nod
         hops: 0,
         variant: RELEASE_VARIANT.to_owned(),
         args: Vec::new(),
+        call: CallInfo::default(),
     };
     if let Ok(bytes) = envelope.encode() {
         link.outbox(node).send(link, bytes, None);

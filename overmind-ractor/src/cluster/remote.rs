@@ -13,14 +13,14 @@ use tokio::sync::oneshot;
 
 use super::{
     ClusterLink,
-    wire::{Envelope, Reply},
+    wire::{CallInfo, Envelope, Reply},
 };
 use crate::{
     Error, SendError, VirtualActor,
     engine::{
         distribution::{NotSent, Outcome},
         message::{ReplyFailed, ReplyTo, VirtualMessage},
-        reply::{self, Settle},
+        reply::{self, CallMeta, Settle},
         runtime::Runtime,
         slot::Deletion,
     },
@@ -40,6 +40,7 @@ pub(crate) fn send<A: VirtualActor>(
     owner: &Member,
     msg: A::Msg,
     relay: Option<Arc<dyn Settle>>,
+    meta: &CallMeta,
 ) -> Result<Option<Outcome>, NotSent<A::Msg>>
 where
     A::Msg: VirtualMessage,
@@ -63,6 +64,10 @@ where
         hops: 0,
         variant: encoded.variant.to_owned(),
         args: encoded.args,
+        call: match encoded.reply {
+            Some(_) => CallInfo::from_meta(meta),
+            None => CallInfo::default(),
+        },
     };
     send_envelope(link, key, &owner.name, &envelope, encoded.reply, relay).map_err(NotSent::Lost)
 }
@@ -189,6 +194,7 @@ pub(crate) fn send_delete(
         hops: 0,
         variant: DELETE_VARIANT.to_owned(),
         args: Vec::new(),
+        call: CallInfo::default(),
     };
     // The reply's bytes (empty) are not needed: its outcome is.
     let ignore: ReplyTo = Box::new(|_: &[u8]| Ok(()));

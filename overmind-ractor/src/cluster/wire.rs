@@ -6,15 +6,25 @@
 //! given (no declared length makes it allocate), and no frame longer than [`MAX_FRAME_LEN`]
 //! is read or written.
 
-use overmind_core::{ActorKey, codec, membership::view::MAX_EPOCH};
+use std::time::Duration;
+
+use overmind_core::{ActorKey, MAX_ID_LEN, codec, membership::view::MAX_EPOCH, validate_kind};
 use serde::{Deserialize, Serialize};
 
-use crate::{ActivationError, Error, PersistError};
+use crate::{
+    ActivationError, Error, PersistError,
+    engine::current::{Chain, Link, MAX_CHAIN},
+    engine::reply::CallMeta,
+};
 
-/// The first byte of every frame: the wire format version. Version 2 carries user messages
-/// in `VirtualMessage`'s encoding (version 1 carried ractor's); frames of any other version
-/// are refused whole, so nodes of releases that cannot understand each other say so.
-const WIRE_VERSION: u8 = 2;
+/// The first byte of every frame: the wire format version. Version 3 carries a call's
+/// timeout and chain; version 2 carried user messages in `VirtualMessage`'s encoding
+/// (version 1 carried ractor's). Frames of any other version are refused whole, so nodes of
+/// releases that cannot understand each other say so.
+const WIRE_VERSION: u8 = 3;
+
+/// The longest call timeout a frame may carry (a week): longer ones are refused as damaged.
+const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// A user message on its way to the node that owns its actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +38,59 @@ pub(crate) struct Envelope {
     /// The message: its variant's name and its encoded fields.
     pub(crate) variant: String,
     pub(crate) args: Vec<u8>,
+    /// For a call, its timeout and chain (empty for a cast).
+    pub(crate) call: CallInfo,
+}
+
+/// What a call carries besides its message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CallInfo {
+    /// What was left of the caller's timeout when the frame was sent, in milliseconds: the
+    /// owner does not start the handler once it has passed.
+    pub(crate) timeout_ms: Option<u64>,
+    /// The actors whose handlers wait for this call, outermost first.
+    pub(crate) chain: Vec<Link>,
+}
+
+impl CallInfo {
+    pub(crate) fn from_meta(meta: &CallMeta) -> Self {
+        Self {
+            // Rounded up: a call with time left is not refused as already expired.
+            timeout_ms: meta.remaining().map(|left| {
+                left.as_nanos()
+                    .div_ceil(1_000_000)
+                    .min(MAX_TIMEOUT_MS as u128) as u64
+            }),
+            chain: meta.chain.links().to_vec(),
+        }
+    }
+
+    /// The call's metadata on the receiving node (its timeout counted from now).
+    pub(crate) fn into_meta(self) -> CallMeta {
+        CallMeta::new(
+            self.timeout_ms.map(Duration::from_millis),
+            Chain::from_links(self.chain),
+        )
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.timeout_ms.is_some_and(|ms| ms > MAX_TIMEOUT_MS) {
+            return Err(format!("a call timeout over {MAX_TIMEOUT_MS} ms"));
+        }
+        if self.chain.len() > MAX_CHAIN {
+            return Err(format!(
+                "a chain of {} calls, more than {MAX_CHAIN}",
+                self.chain.len()
+            ));
+        }
+        for link in &self.chain {
+            validate_kind(&link.kind).map_err(|e| e.to_string())?;
+            if link.id.is_empty() || link.id.len() > MAX_ID_LEN {
+                return Err("an actor id in the call chain is empty or too long".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The answer to a call.
@@ -53,6 +116,7 @@ pub(crate) enum WireError {
     DeleteFailed(String),
     ReplyNotSent(String),
     OutcomeUnknown(String),
+    Expired,
 }
 
 /// The longest frame a router sends or reads. ractor_cluster drops a link that carries a frame
@@ -116,6 +180,9 @@ impl Envelope {
                 ),
             });
         }
+        envelope.call.check().map_err(|reason| Error::BadFrame {
+            reason: format!("envelope: {reason}"),
+        })?;
         Ok(envelope)
     }
 }
@@ -161,6 +228,7 @@ impl From<&Error> for WireError {
             Error::DeleteFailed { cause, .. } => Self::DeleteFailed(cause.to_string()),
             Error::ReplyNotSent { reason, .. } => Self::ReplyNotSent(reason.clone()),
             Error::OutcomeUnknown { reason, .. } => Self::OutcomeUnknown(reason.clone()),
+            Error::Expired { .. } => Self::Expired,
             other => Self::Other(other.to_string()),
         }
     }
@@ -210,6 +278,7 @@ impl WireError {
                 key,
                 reason: format!("{reason} (on node {node})"),
             },
+            Self::Expired => Error::Expired { key, timeout },
         }
     }
 }
@@ -227,6 +296,13 @@ mod tests {
             hops: 0,
             variant: "Deposit".into(),
             args: vec![0, 0, 0, 0, 0, 0, 0, 1, 7],
+            call: CallInfo {
+                timeout_ms: Some(1500),
+                chain: vec![Link {
+                    kind: "cart".into(),
+                    id: "c1".into(),
+                }],
+            },
         };
         assert_eq!(Envelope::decode(&env.encode().unwrap()).unwrap(), env);
         let reply = Reply::Err(WireError::HandlerFailed("boom".into()));
@@ -268,6 +344,7 @@ mod tests {
             hops: 0,
             variant: "V".into(),
             args: Vec::new(),
+            call: CallInfo::default(),
         };
         let max = envelope(MAX_EPOCH).encode().unwrap();
         assert_eq!(Envelope::decode(&max).unwrap().epoch, MAX_EPOCH);
@@ -279,6 +356,54 @@ mod tests {
     }
 
     #[test]
+    fn a_call_chain_or_timeout_out_of_bounds_is_refused() {
+        let envelope = |call| Envelope {
+            kind: "k".into(),
+            id: "i".into(),
+            epoch: 1,
+            hops: 0,
+            variant: "V".into(),
+            args: Vec::new(),
+            call,
+        };
+        let link = |kind: &str, id: &str| Link {
+            kind: kind.into(),
+            id: id.into(),
+        };
+        let refused = [
+            CallInfo {
+                timeout_ms: Some(u64::MAX),
+                chain: Vec::new(),
+            },
+            CallInfo {
+                timeout_ms: None,
+                chain: vec![link("k", "i"); MAX_CHAIN + 1],
+            },
+            CallInfo {
+                timeout_ms: None,
+                chain: vec![link("no/such kind", "i")],
+            },
+            CallInfo {
+                timeout_ms: None,
+                chain: vec![link("k", "")],
+            },
+        ];
+        for call in refused {
+            let frame = envelope(call.clone()).encode().unwrap();
+            assert!(
+                matches!(Envelope::decode(&frame), Err(Error::BadFrame { .. })),
+                "{call:?}"
+            );
+        }
+        let longest = CallInfo {
+            timeout_ms: Some(MAX_TIMEOUT_MS),
+            chain: vec![link("k", "i"); MAX_CHAIN],
+        };
+        let frame = envelope(longest.clone()).encode().unwrap();
+        assert_eq!(Envelope::decode(&frame).unwrap().call, longest);
+    }
+
+    #[test]
     fn a_frame_too_large_for_a_link_is_refused_at_the_sender() {
         let env = Envelope {
             kind: "k".into(),
@@ -287,6 +412,7 @@ mod tests {
             hops: 0,
             variant: "V".into(),
             args: vec![0; MAX_FRAME_LEN],
+            call: CallInfo::default(),
         };
         let err = env.encode().unwrap_err();
         assert!(err.contains("more than the"), "{err}");

@@ -9,7 +9,8 @@ use overmind_core::{ActorKey, codec::Lease, membership::Member};
 use crate::{
     Error, SendError,
     engine::{
-        reply::{self, Settle},
+        mailbox::Letter,
+        reply::{self, CallMeta, Settle},
         slot::{Deletion, Queued},
     },
 };
@@ -40,15 +41,17 @@ pub(crate) trait Distribution: Send + Sync + 'static {
 /// How the engine sends one kind's messages (message type `M`) to the node that owns the
 /// actor. Installed per kind, together with the [`Distribution`].
 pub(crate) trait Elsewhere<M>: Send + Sync + 'static {
-    /// Sends `msg` for `key` to `owner`. For a call the reply completes the message's own
-    /// reply port, and the returned receiver tells the outcome; a failure also fails `relay`,
-    /// when the message came with one.
+    /// Sends `msg` for `key` to `owner`, with what its call carries (`meta`; empty for a
+    /// cast). For a call the reply completes the message's own reply port, and the returned
+    /// receiver tells the outcome; a failure also fails `relay`, when the message came with
+    /// one.
     fn send(
         &self,
         key: &ActorKey,
         owner: &Member,
         msg: M,
         relay: Option<Arc<dyn Settle>>,
+        meta: &CallMeta,
     ) -> Result<Option<Outcome>, NotSent<M>>;
     /// Asks `owner` to delete `key`; `done` gets the outcome.
     fn delete(&self, key: &ActorKey, owner: &Member, done: Deletion);
@@ -86,31 +89,30 @@ pub(crate) fn not_connected(key: &ActorKey) -> Error {
     }
 }
 
-/// Sends the messages a lifecycle held to the actor's owner, in order: first those a failed
-/// activation handed over, then the queue.
+/// Sends the messages a lifecycle held to the actor's owner, in order.
 pub(crate) fn forward<M: 'static>(
     elsewhere: Option<&Arc<dyn Elsewhere<M>>>,
     key: &ActorKey,
     owner: &Member,
-    handed_over: Vec<M>,
     queued: Vec<Queued<M>>,
 ) {
-    let send = |message, relay| match elsewhere {
-        Some(e) => e.send(key, owner, message, relay).map(drop),
+    let send = |message, relay: Option<Arc<dyn Settle>>| match elsewhere {
+        Some(e) => {
+            let meta = relay.as_ref().map(|r| r.meta().clone()).unwrap_or_default();
+            e.send(key, owner, message, relay, &meta).map(drop)
+        }
         None => Err(NotSent::Refused(SendError {
             message,
             error: not_connected(key),
         })),
     };
-    for msg in handed_over {
-        if let Err(e) = send(msg, None) {
-            let error = e.into_error();
-            tracing::warn!(%key, %error, "could not forward a message to the actor's new node");
-        }
-    }
     for queued in queued {
-        let (msg, relay) = match queued {
-            Queued::Message { msg, relay } => (msg, relay),
+        let Letter { msg, relay } = match queued {
+            // A call whose timeout passed is not sent on (its caller is told so).
+            Queued::Message(Letter {
+                relay: Some(relay), ..
+            }) if !relay.begin() => continue,
+            Queued::Message(letter) => letter,
             Queued::Delete(done) => {
                 match elsewhere {
                     Some(e) => e.delete(key, owner, done),

@@ -7,7 +7,11 @@ use ractor::RpcReplyPort;
 
 use crate::{
     Error, SendError, VirtualActor,
-    engine::{distribution::NotSent, reply::Relay, slot::Slot},
+    engine::{
+        distribution::NotSent,
+        reply::{CallMeta, Relay},
+        slot::Slot,
+    },
 };
 
 /// A handle to the virtual actor `(A::KIND, id)`. Cheap to clone; creating one spawns
@@ -110,32 +114,54 @@ impl<A: VirtualActor> VirtualRef<A> {
         };
         match route {
             Route::Local(slot) => slot.send(message, None),
-            Route::Remote { via: r, owner } => match r.send_remote(&owner, message) {
-                Ok(_) => Ok(()),
-                Err(NotSent::Refused(e)) => Err(e),
-                // Encoding consumed the message and failed: nothing to hand back.
-                Err(NotSent::Lost(error)) => {
-                    tracing::warn!(key = %r.key, %error, "a cast to another node was lost");
-                    Ok(())
+            Route::Remote { via: r, owner } => {
+                match r.send_remote(&owner, message, &CallMeta::default()) {
+                    Ok(_) => Ok(()),
+                    Err(NotSent::Refused(e)) => Err(e),
+                    // Encoding consumed the message and failed: nothing to hand back.
+                    Err(NotSent::Lost(error)) => {
+                        tracing::warn!(key = %r.key, %error, "a cast to another node was lost");
+                        Ok(())
+                    }
                 }
-            },
+            }
         }
     }
 
     /// Sends a message built around a reply port and waits for the reply, which arrives only
     /// after the state the handler left behind is stored. Mirrors ractor's `ActorRef::call`.
     ///
-    /// With a timeout, [`Error::Timeout`] means the outcome is unknown: the message may still
-    /// be handled and stored.
+    /// The timeout travels with the call: its handler is not started once it has passed. If
+    /// the caller knows the handler had not started, the call fails with [`Error::Expired`]
+    /// (it was withdrawn and will not be handled: safe to retry); otherwise with
+    /// [`Error::Timeout`], whose outcome is unknown (the message may still be handled and
+    /// stored). On one node the caller always knows; a call to another node that times out is
+    /// a `Timeout`.
+    ///
+    /// A call from a virtual actor's handler to an actor that is waiting in the same chain of
+    /// calls (itself, or one whose handler is waiting for this one) would wait for ever: it
+    /// fails at once with [`Error::CallCycle`], across nodes too.
     pub async fn call<T, F>(&self, build: F, timeout: Option<Duration>) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
+        let route = self.route()?;
+        let chain = crate::engine::current::outgoing();
+        if chain.contains(self.key()?) {
+            return Err(Error::CallCycle {
+                key: self.key()?.clone(),
+                chain: chain.to_string(),
+            });
+        }
+        let meta = CallMeta::new(timeout, chain);
+        // The local relay, so a call that times out can be withdrawn.
+        let mut withdrawable = None;
         let reply = async {
-            match self.route()? {
+            match route {
                 Route::Local(slot) => {
-                    let (port, relay, reply) = Relay::<T>::new(slot.gate.clone());
+                    let (port, relay, reply) = Relay::<T>::new(slot.gate.clone(), meta);
+                    withdrawable = Some(relay.clone());
                     let port = port_with(port, timeout);
                     slot.send(build(port), Some(relay)).map_err(|e| e.error)?;
                     reply.await.unwrap_or_else(|_| {
@@ -147,7 +173,7 @@ impl<A: VirtualActor> VirtualRef<A> {
                 Route::Remote { via: r, owner } => {
                     let (port, reply) = tokio::sync::oneshot::channel();
                     let outcome = r
-                        .send_remote(&owner, build(port_with(port, timeout)))
+                        .send_remote(&owner, build(port_with(port, timeout)), &meta)
                         .map_err(NotSent::into_error)?;
                     match outcome {
                         Some(outcome) => outcome
@@ -162,16 +188,23 @@ impl<A: VirtualActor> VirtualRef<A> {
                 }
             }
         };
-        match timeout {
-            None => reply.await,
+        let outcome = match timeout {
+            None => return reply.await,
+            Some(t) => tokio::time::timeout(t, reply).await,
+        };
+        match (outcome, timeout) {
+            (Ok(outcome), _) => outcome,
             // The key is copied only for the error: a call allocates nothing for it.
-            Some(t) => match tokio::time::timeout(t, reply).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Error::Timeout {
-                    key: self.key()?.clone(),
-                    timeout: t,
-                }),
-            },
+            (Err(_), Some(timeout)) => {
+                let key = self.key()?.clone();
+                match withdrawable {
+                    Some(relay) if relay.withdraw() => Err(Error::Expired { key, timeout }),
+                    _ => Err(Error::Timeout { key, timeout }),
+                }
+            }
+            (Err(_), None) => Err(Error::NoReply {
+                key: self.key()?.clone(),
+            }),
         }
     }
 
@@ -224,6 +257,7 @@ mod routed {
         engine::{
             distribution::{NotSent, Outcome, not_connected},
             registry::Kind,
+            reply::CallMeta,
             slot::{Deletion, Slot},
         },
     };
@@ -287,9 +321,10 @@ mod routed {
             &self,
             owner: &Member,
             message: A::Msg,
+            meta: &CallMeta,
         ) -> Result<Option<Outcome>, NotSent<A::Msg>> {
             match self.kind.elsewhere() {
-                Some(elsewhere) => elsewhere.send(&self.key, owner, message, None),
+                Some(elsewhere) => elsewhere.send(&self.key, owner, message, None, meta),
                 None => Err(NotSent::Refused(SendError {
                     message,
                     error: not_connected(&self.key),

@@ -1,5 +1,7 @@
-//! The activation host: a ractor actor with the user's message type that runs the user's actor
-//! inside it, so the user's `handle` gets its own `ActorRef` and `&mut State` unchanged.
+//! The activation host: runs the user's actor for one activation, taking its messages from
+//! the activation's [`Mailbox`] on the lifecycle's task. The user's `handle` gets an ordinary
+//! ractor `ActorRef` as `myself` (a [`Proxy`] that puts what it receives in the mailbox) and
+//! its `&mut State`.
 //!
 //! Around each handler run it
 //! 1. opens the slot's reply gate (replies wait for the outcome),
@@ -8,8 +10,10 @@
 //! 4. closes the gate: replies are released, or failed if the handler or the store failed.
 //!
 //! After a failure the in-memory state can no longer be trusted: the host stops taking
-//! messages, hands what is left in its mailbox to the next activation, and drains. The next
-//! activation starts from the last stored state.
+//! messages and hands what is left in its mailbox to the next activation, which starts from
+//! the last stored state. It also stops when it has been idle for `passivate_after`, at
+//! shutdown, when its slot drains it (the actor moved, or is deleted), and when the user
+//! stops `myself`.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
 
@@ -18,17 +22,37 @@ use overmind_core::{
     ActorKey, Version,
     codec::{self, Lease},
 };
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use tokio::task::JoinHandle;
 
 use crate::{
-    Activation, Error, PersistError, VirtualActor, engine::reply::Outcome, engine::slot::Slot,
+    Activation, ActivationError, Error, PersistError, VirtualActor,
+    engine::current::Chain,
+    engine::mailbox::{Delivery, Inbox, Letter, Mailbox},
+    engine::proxy::{Forward, Proxy},
+    engine::reply::{self, Outcome},
+    engine::slot::Slot,
 };
 
 type State<A> = <A as VirtualActor>::PersistedState;
 
+/// What runs one activation: the user's actor and where it is reached.
 pub(crate) struct Host<A: VirtualActor> {
-    pub(crate) actor: A,
-    pub(crate) slot: Arc<Slot<A>>,
+    actor: A,
+    slot: Arc<Slot<A>>,
+    /// The proxy: the `ActorRef` the user's actor is given.
+    myself: ActorRef<A::Msg>,
+    mailbox: Mailbox<A::Msg>,
+}
+
+/// A host whose `pre_start` succeeded, ready to serve.
+pub(crate) struct Running<A: VirtualActor> {
+    host: Host<A>,
+    st: HostState<A>,
+    inbox: Inbox<A::Msg>,
+    /// Ends when the proxy stops.
+    proxy: JoinHandle<()>,
+    proxy_ended: bool,
 }
 
 /// What the lifecycle loaded before spawning the host.
@@ -65,14 +89,14 @@ pub(crate) struct HostState<A: VirtualActor> {
     /// The actor's key, lent to [`crate::VirtualActorRef::actor_key`] during each call into
     /// the user's actor (`None` only while lent).
     key: Option<ActorKey>,
-    /// Set when a handler or a save failed, or post_start failed.
-    failed: Option<Failure>,
 }
 
-enum Failure {
-    /// Hand the rest of the mailbox to the next activation.
+/// Why a host stopped taking messages, which says what becomes of the rest of its mailbox.
+enum Ending {
+    /// Drained, passivated, or stopped by the user, or a handler or a save failed: the rest
+    /// goes to the next activation.
     HandOver,
-    /// This activation never started properly: fail the rest of the mailbox.
+    /// This activation never started properly (post_start failed): the rest fails.
     StartFailed(Error),
 }
 
@@ -86,7 +110,123 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Spawns the proxy and runs the user's `pre_start` for `loaded`: a host ready to serve, and
+/// its mailbox for the slot.
+pub(crate) async fn start<A: VirtualActor>(
+    slot: &Arc<Slot<A>>,
+    loaded: Loaded<State<A>>,
+) -> Result<(Running<A>, Mailbox<A::Msg>), ActivationError> {
+    let rt = &slot.kind.rt;
+    let actor = slot
+        .kind
+        .make_actor()
+        .ok_or_else(|| ActivationError::StartFailed("the Overmind was dropped".into()))?;
+    let (mailbox, inbox) = Mailbox::new();
+    let forward = Forward {
+        mailbox: mailbox.clone(),
+        slot: slot.clone(),
+    };
+    let name = rt.distribution().and_then(|d| d.activation_name());
+    let spawned = match rt.supervisor.get() {
+        Some(supervisor) => {
+            Actor::spawn_linked(name, Proxy::<A>::new(), forward, supervisor.clone()).await
+        }
+        None => Actor::spawn(name, Proxy::<A>::new(), forward).await,
+    };
+    let (myself, proxy) = spawned.map_err(|e| {
+        ActivationError::StartFailed(match e {
+            SpawnErr::StartupFailed(reason) => reason.to_string(),
+            other => other.to_string(),
+        })
+    })?;
+    let host = Host {
+        actor,
+        slot: slot.clone(),
+        myself,
+        mailbox,
+    };
+    match host.pre_start(loaded).await {
+        Ok(st) => {
+            let mailbox = host.mailbox.clone();
+            let running = Running {
+                host,
+                st,
+                inbox,
+                proxy,
+                proxy_ended: false,
+            };
+            Ok((running, mailbox))
+        }
+        Err(reason) => {
+            host.myself.stop(None);
+            let _ = proxy.await;
+            Err(ActivationError::StartFailed(reason))
+        }
+    }
+}
+
 impl<A: VirtualActor> Host<A> {
+    /// Runs the user's `pre_start` on the loaded state.
+    async fn pre_start(&self, loaded: Loaded<State<A>>) -> Result<HostState<A>, String> {
+        let (stored, saved) = match loaded.stored {
+            Some((state, payload)) => (Some(state), Some(payload)),
+            None => (None, None),
+        };
+        let mut key = Some(self.slot.key.clone());
+        let activation = Activation::new(self.slot.key.clone(), stored);
+        let started = crate::engine::current::scope(
+            self.myself.get_id(),
+            &mut key,
+            Chain::default(),
+            AssertUnwindSafe(self.actor.pre_start(self.myself.clone(), activation)).catch_unwind(),
+        )
+        .await;
+        let user = match started {
+            Ok(Ok(user)) => user,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(panic) => return Err(format!("pre_start {}", panic_message(panic))),
+        };
+        // A new actor's initial state is not written until a handler changes it.
+        let saved = match saved {
+            Some(bytes) => bytes,
+            None => codec::encode_state(&user).unwrap_or_default(),
+        };
+        Ok(HostState {
+            user,
+            version: loaded.version,
+            lease: loaded.lease,
+            activation: loaded.activation,
+            member: loaded.member,
+            scratch: Vec::with_capacity(saved.len()),
+            saved,
+            key,
+        })
+    }
+
+    /// Runs the user's `post_start`; an error if it failed.
+    async fn post_start(&self, st: &mut HostState<A>) -> Option<Ending> {
+        let started = crate::engine::current::scope(
+            self.myself.get_id(),
+            &mut st.key,
+            Chain::default(),
+            AssertUnwindSafe(self.actor.post_start(self.myself.clone(), &mut st.user))
+                .catch_unwind(),
+        )
+        .await;
+        let reason = match started {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic_message(panic),
+        };
+        let error = Error::ActivationFailed {
+            key: self.slot.key.clone(),
+            cause: crate::ActivationError::StartFailed(format!("post_start: {reason}")),
+        };
+        tracing::error!(key = %self.slot.key, %error, "post_start failed");
+        self.slot.begin_stop();
+        Some(Ending::StartFailed(error))
+    }
+
     /// Stores the state if its encoding changed since the last save.
     async fn persist(&self, st: &mut HostState<A>) -> Result<(), PersistError> {
         let rt = &self.slot.kind.rt;
@@ -107,8 +247,9 @@ impl<A: VirtualActor> Host<A> {
         Ok(())
     }
 
-    /// Runs one handler under the reply gate, then stores. On failure, starts the hand-over.
-    async fn run<F>(&self, myself: &ActorRef<A::Msg>, st: &mut HostState<A>, handler: F)
+    /// Runs one handler (for a message that came with `chain`) under the reply gate, then
+    /// stores. A failure ends the activation.
+    async fn run<F>(&self, st: &mut HostState<A>, chain: Chain, handler: F) -> Option<Ending>
     where
         F: AsyncFnOnce(&mut State<A>) -> Result<(), ActorProcessingErr>,
     {
@@ -116,8 +257,9 @@ impl<A: VirtualActor> Host<A> {
         let placement = &self.slot.kind.rt.placement;
         self.slot.gate.open();
         let ran = crate::engine::current::scope(
-            myself.get_id(),
+            self.myself.get_id(),
             &mut st.key,
+            chain,
             AssertUnwindSafe(handler(&mut st.user)).catch_unwind(),
         )
         .await;
@@ -148,138 +290,58 @@ impl<A: VirtualActor> Host<A> {
         }
         self.slot.gate.close(&outcome);
         self.slot.touch();
-        if let Err(error) = outcome {
-            let rt = &self.slot.kind.rt;
-            rt.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(key = %key, %error, "handler failed; restarting the activation from storage");
-            st.failed = Some(Failure::HandOver);
-            self.slot.begin_stop();
-            let _ = myself.drain();
-        }
-    }
-}
-
-impl<A: VirtualActor> Actor for Host<A> {
-    type Msg = A::Msg;
-    type State = HostState<A>;
-    type Arguments = Loaded<State<A>>;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        loaded: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let (stored, saved) = match loaded.stored {
-            Some((state, payload)) => (Some(state), Some(payload)),
-            None => (None, None),
-        };
-        let mut key = Some(self.slot.key.clone());
-        let activation = Activation::new(self.slot.key.clone(), stored);
-        let user = crate::engine::current::scope(
-            myself.get_id(),
-            &mut key,
-            self.actor.pre_start(myself.clone(), activation),
-        )
-        .await?;
-        // A new actor's initial state is not written until a handler changes it.
-        let saved = match saved {
-            Some(bytes) => bytes,
-            None => codec::encode_state(&user).unwrap_or_default(),
-        };
-        Ok(HostState {
-            user,
-            version: loaded.version,
-            lease: loaded.lease,
-            activation: loaded.activation,
-            member: loaded.member,
-            scratch: Vec::with_capacity(saved.len()),
-            saved,
-            key,
-            failed: None,
-        })
-    }
-
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let started = crate::engine::current::scope(
-            myself.get_id(),
-            &mut st.key,
-            AssertUnwindSafe(self.actor.post_start(myself.clone(), &mut st.user)).catch_unwind(),
-        )
-        .await;
-        let reason = match started {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => panic_message(panic),
-        };
-        let error = Error::ActivationFailed {
-            key: self.slot.key.clone(),
-            cause: crate::ActivationError::StartFailed(format!("post_start: {reason}")),
-        };
-        tracing::error!(key = %self.slot.key, %error, "post_start failed");
-        st.failed = Some(Failure::StartFailed(error));
+        let error = outcome.err()?;
+        let rt = &self.slot.kind.rt;
+        rt.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(key = %key, %error, "handler failed; restarting the activation from storage");
         self.slot.begin_stop();
-        let _ = myself.drain();
-        Ok(())
+        Some(Ending::HandOver)
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if st.failed.is_none() && !self.slot.kind.rt.placement.serving_as(st.member) {
+    /// Handles one message, unless this node may not serve now.
+    async fn handle(&self, st: &mut HostState<A>, letter: Letter<A::Msg>) -> Option<Ending> {
+        if !self.slot.kind.rt.placement.serving_as(st.member) {
             // This node may not serve now (its lease ran out): pass the message on, unhandled,
             // to wherever the actor is placed next.
             tracing::warn!(key = %self.slot.key, "lease expired: stopping the activation without handling");
-            st.failed = Some(Failure::HandOver);
             self.slot.begin_stop();
-            let _ = myself.drain();
+            self.slot.hand_over(letter);
+            return Some(Ending::HandOver);
         }
-        match &st.failed {
-            None => {
-                let me = myself.clone();
-                self.run(&myself, st, async move |user| {
-                    self.actor.handle(me, msg, user).await
-                })
-                .await;
-            }
-            Some(Failure::HandOver) => self.slot.hand_over(msg),
-            Some(Failure::StartFailed(error)) => {
-                // Dropping the message inside the gate fails its caller with this error.
-                self.slot.gate.open();
-                drop(msg);
-                self.slot.gate.close(&Err(error.clone()));
-            }
-        }
-        Ok(())
+        let Letter { msg, relay } = letter;
+        // A call's relay stays registered as its reply port's waker; here it says whether
+        // the call may still start, and which handlers wait for it.
+        let chain = match &relay {
+            Some(relay) if !relay.begin() => return None,
+            Some(relay) => relay.meta().chain.clone(),
+            None => Chain::default(),
+        };
+        let me = self.myself.clone();
+        self.run(st, chain, async move |user| {
+            self.actor.handle(me, msg, user).await
+        })
+        .await
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if st.failed.is_none() {
-            let me = myself.clone();
-            self.run(&myself, st, async move |user| {
-                self.actor.handle_supervisor_evt(me, event, user).await
-            })
-            .await;
-        }
-        Ok(())
+    /// Passes a child's supervision event to the user's actor.
+    async fn supervise(&self, st: &mut HostState<A>, event: SupervisionEvent) -> Option<Ending> {
+        let me = self.myself.clone();
+        self.run(st, Chain::default(), async move |user| {
+            self.actor.handle_supervisor_evt(me, event, user).await
+        })
+        .await
     }
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    /// Stops routing to this activation and asks it to drain what it has.
+    fn stop(&self, why: &str) {
+        if self.slot.begin_stop() {
+            tracing::debug!(key = %self.slot.key, why, "stopping activation");
+            self.mailbox.drain();
+        }
+    }
+
+    /// Runs the user's `post_stop` and tells the distribution the lease is free.
+    async fn post_stop(&self, st: &mut HostState<A>) {
         // Every handled message is already stored; passivation has nothing left to write.
         self.slot.kind.rt.activation_event(
             &self.slot.key,
@@ -288,9 +350,11 @@ impl<A: VirtualActor> Actor for Host<A> {
             crate::ActivationEventKind::Stopped,
         );
         let stopped = crate::engine::current::scope(
-            myself.get_id(),
+            self.myself.get_id(),
             &mut st.key,
-            AssertUnwindSafe(self.actor.post_stop(myself.clone(), &mut st.user)).catch_unwind(),
+            Chain::default(),
+            AssertUnwindSafe(self.actor.post_stop(self.myself.clone(), &mut st.user))
+                .catch_unwind(),
         )
         .await;
         match stopped {
@@ -304,6 +368,121 @@ impl<A: VirtualActor> Actor for Host<A> {
         if let (Some(lease), Some(distribution)) = (&st.lease, self.slot.kind.rt.distribution()) {
             distribution.released(&self.slot.key, lease);
         }
-        Ok(())
+    }
+}
+
+impl<A: VirtualActor> Running<A> {
+    /// Serves the activation until it stops: idle for `passivate_after`, at shutdown, drained
+    /// by its slot, stopped by the user, or after a failure.
+    pub(crate) async fn serve(mut self) {
+        let ending = match self.host.post_start(&mut self.st).await {
+            Some(ending) => ending,
+            None => self.take_messages().await,
+        };
+        self.finish(ending).await;
+    }
+
+    /// Takes messages until the host must stop.
+    async fn take_messages(&mut self) -> Ending {
+        let Self {
+            host,
+            st,
+            inbox,
+            proxy,
+            proxy_ended,
+        } = self;
+        let rt = host.slot.kind.rt.clone();
+        let mut shutdown = rt.shutdown_signal();
+        let mut stopping = false;
+        let idle = tokio::time::sleep_until(idle_deadline::<A>(&host.slot));
+        tokio::pin!(idle);
+        loop {
+            if !stopping && rt.is_closing() {
+                host.stop("shutdown");
+                stopping = true;
+            }
+            // Biased: a stopped `myself` is noticed before the next message, and a busy
+            // mailbox is served before the timers are looked at.
+            let ending = tokio::select! {
+                biased;
+                _ = &mut *proxy, if !*proxy_ended => {
+                    *proxy_ended = true;
+                    // The user stopped `myself`: this activation ends after the handler that
+                    // asked, and what it has not taken waits for the next one.
+                    tracing::debug!(key = %host.slot.key, "the activation stopped itself");
+                    host.slot.begin_stop();
+                    Some(Ending::HandOver)
+                }
+                delivery = inbox.recv() => match delivery {
+                    Some(Delivery::Letter(letter)) => host.handle(st, letter).await,
+                    Some(Delivery::Supervision(event)) => host.supervise(st, event).await,
+                    Some(Delivery::Drain) | None => Some(Ending::HandOver),
+                },
+                _ = &mut idle, if !stopping && A::PASSIVATE_AFTER.is_some() => {
+                    let after_ms = A::PASSIVATE_AFTER.map_or(u64::MAX, |d| d.as_millis() as u64);
+                    if rt.now_ms().saturating_sub(host.slot.last_active_ms()) >= after_ms {
+                        rt.stats.passivations.fetch_add(1, Ordering::Relaxed);
+                        host.stop("idle");
+                        stopping = true;
+                    } else {
+                        idle.as_mut().reset(idle_deadline::<A>(&host.slot));
+                    }
+                    None
+                }
+                changed = shutdown.changed(), if !stopping => {
+                    if changed.is_err() {
+                        // The runtime is gone: stop as at shutdown.
+                        host.stop("runtime dropped");
+                        stopping = true;
+                    }
+                    None
+                }
+            };
+            if let Some(ending) = ending {
+                return ending;
+            }
+        }
+    }
+
+    /// Hands on or fails what is left in the mailbox, runs `post_stop`, stops the proxy.
+    async fn finish(self, ending: Ending) {
+        let Self {
+            host,
+            mut st,
+            mut inbox,
+            proxy,
+            proxy_ended,
+        } = self;
+        // The proxy can no longer put anything in: what it receives from now on is sent
+        // through the slot, behind what is handed over here.
+        inbox.close();
+        while let Ok(delivery) = inbox.try_recv() {
+            let Delivery::Letter(letter) = delivery else {
+                continue;
+            };
+            match &ending {
+                Ending::HandOver => host.slot.hand_over(letter),
+                Ending::StartFailed(error) => fail(letter, error),
+            }
+        }
+        host.post_stop(&mut st).await;
+        host.myself.stop(None);
+        if !proxy_ended {
+            let _ = proxy.await;
+        }
+    }
+}
+
+/// When the activation counts as idle if nothing runs before.
+fn idle_deadline<A: VirtualActor>(slot: &Slot<A>) -> tokio::time::Instant {
+    let rt = &slot.kind.rt;
+    let after = A::PASSIVATE_AFTER.unwrap_or(std::time::Duration::from_secs(86_400));
+    rt.instant_at(slot.last_active_ms()) + after
+}
+
+/// Fails a message that will not be handled: its caller, if it is a call, gets `error`.
+fn fail<M>(letter: Letter<M>, error: &Error) {
+    if let Some(relay) = &letter.relay {
+        reply::fail(relay, error.clone());
     }
 }

@@ -13,20 +13,18 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use overmind_core::{
-    codec::{self, Payload, Record},
-    migration::{Read, SchemaError},
-};
-use ractor::{Actor, ActorRef, SpawnErr};
-use tokio::task::JoinHandle;
-
 use crate::{
     ActivationError, Error, VirtualActor,
     engine::distribution,
-    engine::host::{Host, Loaded},
+    engine::host::{self, Loaded, Running},
+    engine::mailbox::{Letter, Mailbox},
     engine::placement::{Decision, Handover},
     engine::reply,
     engine::slot::{AfterStop, Queued, Slot},
+};
+use overmind_core::{
+    codec::{self, Payload, Record},
+    migration::{Read, SchemaError},
 };
 
 /// What the lifecycle may do next.
@@ -109,15 +107,9 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
         let grant = match placeable(&slot).await {
             Next::Activate(grant) => grant,
             Next::Elsewhere(owner) => {
-                let (handed_over, queued) = slot.give_up();
-                tracing::debug!(key = %slot.key, owner = %owner.name, messages = handed_over.len() + queued.len(), "passing the actor's messages to its owner");
-                distribution::forward(
-                    slot.kind.elsewhere(),
-                    &slot.key,
-                    &owner,
-                    handed_over,
-                    queued,
-                );
+                let queued = slot.give_up();
+                tracing::debug!(key = %slot.key, owner = %owner.name, messages = queued.len(), "passing the actor's messages to its owner");
+                distribution::forward(slot.kind.elsewhere(), &slot.key, &owner, queued);
                 break;
             }
             Next::Unavailable(reason) => {
@@ -168,17 +160,16 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                     key: slot.key.clone(),
                     cause,
                 };
-                let (handed_over, queued, delete_next) = slot.give_up_until_delete();
+                let (queued, delete_next) = slot.give_up_until_delete();
                 fail_all(queued, error);
-                drop(handed_over);
                 if delete_next {
                     continue; // the delete waiting behind them still runs
                 }
                 break;
             }
             Ok(Started {
-                actor,
-                join,
+                host,
+                mailbox,
                 activation,
             }) => {
                 blocked_since = None;
@@ -191,8 +182,9 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 );
                 rt.stats.activations.fetch_add(1, Ordering::Relaxed);
                 rt.stats.active.fetch_add(1, Ordering::Relaxed);
-                slot.activated(&actor);
-                serve(&slot, &actor, join).await;
+                slot.activated(&mailbox);
+                drop(mailbox);
+                host.serve().await;
                 rt.stats.active.fetch_sub(1, Ordering::Relaxed);
                 if let AfterStop::Done = slot.stopped() {
                     break;
@@ -286,9 +278,7 @@ async fn retry_after_blocked<A: VirtualActor>(
 
 /// Gives the slot up and fails every message that waited in it with `error`.
 fn fail_queued<A: VirtualActor>(slot: &Slot<A>, error: Error) {
-    let (handed_over, queued) = slot.give_up();
-    fail_all(queued, error);
-    drop(handed_over);
+    fail_all(slot.give_up(), error);
 }
 
 /// Gives the slot up because the actor cannot be served here now: every message that
@@ -302,10 +292,10 @@ fn fail_unavailable<A: VirtualActor>(slot: &Slot<A>, reason: String) {
 fn fail_all<M>(queued: Vec<Queued<M>>, error: Error) {
     for q in queued {
         match q {
-            Queued::Message {
+            Queued::Message(Letter {
                 relay: Some(relay), ..
-            } => reply::fail(&relay, error.clone()),
-            Queued::Message { relay: None, .. } => {}
+            }) => reply::fail(&relay, error.clone()),
+            Queued::Message(Letter { relay: None, .. }) => {}
             Queued::Delete(done) => {
                 let _ = done.send(Err(error.clone()));
             }
@@ -436,10 +426,10 @@ enum Fresh {
     Rewrite,
 }
 
-/// A host that started serving.
-struct Started<M> {
-    actor: ActorRef<M>,
-    join: JoinHandle<()>,
+/// A host ready to serve.
+struct Started<A: VirtualActor> {
+    host: Running<A>,
+    mailbox: Mailbox<A::Msg>,
     /// Its activation number (its lease's, in a cluster).
     activation: u64,
 }
@@ -449,7 +439,7 @@ struct Started<M> {
 async fn activate<A: VirtualActor>(
     slot: &Arc<Slot<A>>,
     grant: Grant,
-) -> Result<Started<A::Msg>, ActivationError> {
+) -> Result<Started<A>, ActivationError> {
     let rt = &slot.kind.rt;
     let (version, record) = load_record(slot).await?;
     let stored = read_state(slot, record.as_ref().and_then(|r| r.payload.as_ref()))?;
@@ -464,10 +454,10 @@ async fn activate<A: VirtualActor>(
         activation,
         member: grant.member,
     };
-    let (actor, join) = spawn_host(slot, loaded).await?;
+    let (host, mailbox) = host::start(slot, loaded).await?;
     Ok(Started {
-        actor,
-        join,
+        host,
+        mailbox,
         activation,
     })
 }
@@ -534,90 +524,4 @@ async fn store_before_serving<A: VirtualActor>(
         .await
         .map_err(fenced)?;
     Ok((version, Some(lease)))
-}
-
-/// Spawns the host for `loaded`, under the Overmind's supervisor when there is one.
-async fn spawn_host<A: VirtualActor>(
-    slot: &Arc<Slot<A>>,
-    loaded: Loaded<A::PersistedState>,
-) -> Result<(ActorRef<A::Msg>, JoinHandle<()>), ActivationError> {
-    let rt = &slot.kind.rt;
-    let actor = slot
-        .kind
-        .make_actor()
-        .ok_or_else(|| ActivationError::StartFailed("the Overmind was dropped".into()))?;
-    let host = Host {
-        actor,
-        slot: slot.clone(),
-    };
-    let name = rt.distribution().and_then(|d| d.activation_name());
-    let spawned = match rt.supervisor.get() {
-        Some(supervisor) => Actor::spawn_linked(name, host, loaded, supervisor.clone()).await,
-        None => Actor::spawn(name, host, loaded).await,
-    };
-    spawned.map_err(|e| {
-        ActivationError::StartFailed(match e {
-            SpawnErr::StartupFailed(reason) => reason.to_string(),
-            other => other.to_string(),
-        })
-    })
-}
-
-/// Waits for the activation to end, passivating it when idle and draining it at shutdown.
-async fn serve<A: VirtualActor>(
-    slot: &Slot<A>,
-    actor: &ActorRef<A::Msg>,
-    mut join: JoinHandle<()>,
-) {
-    let rt = &slot.kind.rt;
-    let mut shutdown = rt.shutdown_signal();
-    let mut stopping = false;
-    let stop = |why: &str| {
-        if slot.begin_stop() {
-            tracing::debug!(key = %slot.key, why, "stopping activation");
-            let _ = actor.drain();
-        }
-    };
-    loop {
-        if !stopping && rt.is_closing() {
-            stop("shutdown");
-            stopping = true;
-        }
-        // Idle means no handler ran for `after`. While a handler runs, look again one `after`
-        // from now (a deadline in the past would spin).
-        let idle_deadline = match A::PASSIVATE_AFTER {
-            Some(after) if !stopping => Some(if slot.gate.in_handler() {
-                tokio::time::Instant::now() + after
-            } else {
-                rt.instant_at(slot.last_active_ms()) + after
-            }),
-            _ => None,
-        };
-        tokio::select! {
-            _ = &mut join => return,
-            _ = sleep_until(idle_deadline) => {
-                let idle_ms = rt.now_ms().saturating_sub(slot.last_active_ms());
-                let after_ms = A::PASSIVATE_AFTER.map_or(u64::MAX, |d| d.as_millis() as u64);
-                if idle_ms >= after_ms && !slot.gate.in_handler() {
-                    rt.stats.passivations.fetch_add(1, Ordering::Relaxed);
-                    stop("idle");
-                    stopping = true;
-                }
-            }
-            changed = shutdown.changed(), if !stopping => {
-                if changed.is_err() {
-                    // The runtime is gone: stop as at shutdown.
-                    stop("runtime dropped");
-                    stopping = true;
-                }
-            }
-        }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

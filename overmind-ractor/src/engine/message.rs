@@ -12,7 +12,7 @@ use overmind_core::codec;
 use ractor::RpcReplyPort;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::reply::{Gate, Relay, Settle};
+use super::reply::{CallMeta, Gate, Relay, Settle};
 use crate::Error;
 
 /// A virtual actor's message type that can travel to the node owning its actor.
@@ -213,6 +213,7 @@ pub enum DecodeError {
 #[doc(hidden)]
 pub struct Incoming {
     gate: Arc<Gate>,
+    meta: CallMeta,
     port: Option<IncomingReply>,
 }
 
@@ -224,8 +225,13 @@ pub(crate) struct IncomingReply {
 }
 
 impl Incoming {
-    pub(crate) fn new(gate: Arc<Gate>) -> Self {
-        Self { gate, port: None }
+    /// For a call that arrived with `meta`.
+    pub(crate) fn new(gate: Arc<Gate>, meta: CallMeta) -> Self {
+        Self {
+            gate,
+            meta,
+            port: None,
+        }
     }
 
     /// The reply port made while decoding, if the message had one.
@@ -236,7 +242,7 @@ impl Incoming {
     /// The reply port for the call's message; its reply is released through the slot's gate,
     /// then encoded for the caller.
     fn reply_port<T: Serialize + Send + 'static>(&mut self) -> RpcReplyPort<T> {
-        let (port, relay, caller) = Relay::<T>::new(self.gate.clone());
+        let (port, relay, caller) = Relay::<T>::new(self.gate.clone(), self.meta.clone());
         let key = self.gate.key().clone();
         let answer = async move {
             let value = match caller.await {

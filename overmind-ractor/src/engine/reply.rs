@@ -16,15 +16,56 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
     task::{Context, Wake, Waker},
+    time::Duration,
 };
 
 use overmind_core::ActorKey;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 
-use crate::Error;
+use crate::{Error, engine::current::Chain};
+
+/// What a call carries besides its message.
+#[derive(Clone, Default)]
+pub(crate) struct CallMeta {
+    /// The caller's timeout: once it has passed, the call's handler is not started.
+    pub(crate) timeout: Option<Timeout>,
+    /// The actors whose handlers wait for this call.
+    pub(crate) chain: Chain,
+}
+
+/// A call's timeout and when it ends.
+#[derive(Clone, Copy)]
+pub(crate) struct Timeout {
+    pub(crate) after: Duration,
+    pub(crate) deadline: Instant,
+}
+
+impl CallMeta {
+    pub(crate) fn new(timeout: Option<Duration>, chain: Chain) -> Self {
+        Self {
+            // A timeout too far off to be an instant is as good as none.
+            timeout: timeout.and_then(|after| {
+                Some(Timeout {
+                    after,
+                    deadline: Instant::now().checked_add(after)?,
+                })
+            }),
+            chain,
+        }
+    }
+
+    /// What time is left of the timeout (zero once it passed); `None` without one.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.timeout
+            .map(|t| t.deadline.saturating_duration_since(Instant::now()))
+    }
+}
 
 /// The outcome of one handler run, as replies see it.
 pub(crate) type Outcome = Result<(), Error>;
@@ -71,10 +112,6 @@ impl Gate {
         }
     }
 
-    pub(crate) fn in_handler(&self) -> bool {
-        self.inner.lock().in_handler
-    }
-
     fn arrived(&self, relay: Arc<dyn Settle>) {
         {
             let mut inner = self.inner.lock();
@@ -91,11 +128,25 @@ impl Gate {
 pub(crate) trait Settle: Send + Sync {
     /// Releases the reply to the caller if `outcome` is Ok, or reports the failure instead.
     fn settle(&self, outcome: &Outcome);
+    /// What the call carries.
+    fn meta(&self) -> &CallMeta;
+    /// The host is about to run the call's handler: false if it must not, because the caller
+    /// withdrew the call or its timeout passed (the caller is then told it was not handled).
+    fn begin(&self) -> bool;
 }
+
+/// Where a call is, between its caller and its handler.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const WITHDRAWN: u8 = 2;
 
 /// Carries one call's reply from the handler's port to the caller, through the gate.
 pub(crate) struct Relay<T> {
     gate: Arc<Gate>,
+    meta: CallMeta,
+    /// [`QUEUED`], [`STARTED`] or [`WITHDRAWN`]: whichever of the host and the caller moves
+    /// it from `QUEUED` first decides whether the handler runs.
+    phase: AtomicU8,
     state: Mutex<RelayState<T>>,
 }
 
@@ -112,6 +163,7 @@ impl<T: Send + 'static> Relay<T> {
     #[allow(clippy::type_complexity)] // reason: three distinct ends of one call, named at the call site
     pub(crate) fn new(
         gate: Arc<Gate>,
+        meta: CallMeta,
     ) -> (
         oneshot::Sender<T>,
         Arc<Self>,
@@ -121,6 +173,8 @@ impl<T: Send + 'static> Relay<T> {
         let (to_caller, caller) = oneshot::channel();
         let relay = Arc::new(Self {
             gate,
+            meta,
+            phase: AtomicU8::new(QUEUED),
             state: Mutex::new(RelayState::Waiting {
                 from_handler,
                 to_caller,
@@ -142,6 +196,19 @@ impl<T: Send + 'static> Relay<T> {
             let mut recv = tokio::task::unconstrained(from_handler);
             let polled = Pin::new(&mut recv).poll(&mut cx);
             debug_assert!(polled.is_pending(), "the port has not been handed out yet");
+        }
+    }
+}
+
+impl<T> Relay<T> {
+    /// The caller stops waiting: true if the handler had not started, and now never will.
+    pub(crate) fn withdraw(&self) -> bool {
+        match self
+            .phase
+            .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(phase) => phase == WITHDRAWN,
         }
     }
 }
@@ -176,6 +243,25 @@ impl<T: Send + 'static> Settle for Relay<T> {
         };
         // The caller may have given up (timeout, dropped future): nothing to do then.
         let _ = to_caller.send(reply);
+    }
+
+    fn meta(&self) -> &CallMeta {
+        &self.meta
+    }
+
+    fn begin(&self) -> bool {
+        if let Some(timeout) = self.meta.timeout {
+            if Instant::now() >= timeout.deadline && self.withdraw() {
+                self.settle(&Err(Error::Expired {
+                    key: self.gate.key().clone(),
+                    timeout: timeout.after,
+                }));
+                return false;
+            }
+        }
+        self.phase
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 

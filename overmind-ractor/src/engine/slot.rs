@@ -22,12 +22,12 @@ use std::{
 
 use overmind_core::ActorKey;
 use parking_lot::Mutex;
-use ractor::{ActorRef, MessagingErr};
 use tokio::sync::Notify;
 
 use crate::{
     Error, SendError, VirtualActor,
     engine::lifecycle,
+    engine::mailbox::{Letter, Mailbox},
     engine::registry::Kind,
     engine::reply::{Gate, Settle},
 };
@@ -52,17 +52,14 @@ pub(crate) struct Slot<A: VirtualActor> {
 enum Phase<M> {
     Idle,
     Starting,
-    Active(ActorRef<M>),
+    Active(Mailbox<M>),
     Stopping,
 }
 
 /// What waits for the next activation, in the order it was sent.
 pub(crate) enum Queued<M> {
     /// A message, with its call's reply relay if it is a call.
-    Message {
-        msg: M,
-        relay: Option<Arc<dyn Settle>>,
-    },
+    Message(Letter<M>),
     /// A request to delete the actor: handled once every message sent before it was, and
     /// before any message sent after it.
     Delete(Deletion),
@@ -82,8 +79,8 @@ struct SlotState<M> {
     /// Another node, waiting to take the actor over, asked for the running host to stop
     /// once it is retired.
     release_asked: bool,
-    /// Messages taken out of a failed activation's mailbox; delivered before `pending`.
-    handover: VecDeque<M>,
+    /// Messages a stopped activation did not take; delivered before `pending`.
+    handover: VecDeque<Letter<M>>,
     /// Messages sent while no activation was taking them.
     pending: VecDeque<Queued<M>>,
 }
@@ -92,10 +89,9 @@ struct SlotState<M> {
 /// retirement.
 fn drain_if_retired<M>(state: &mut SlotState<M>) {
     let retired = state.host_epoch.is_some_and(|e| e < state.retired_at);
-    if let (true, Phase::Active(actor)) = (retired, &state.phase) {
-        let actor = actor.clone();
+    if let (true, Phase::Active(mailbox)) = (retired, &state.phase) {
+        mailbox.drain();
         state.phase = Phase::Stopping;
-        let _ = actor.drain();
     }
 }
 
@@ -138,38 +134,24 @@ impl<A: VirtualActor> Slot<A> {
         if rt.is_closing() {
             return Err(self.shutting_down(msg));
         }
+        let letter = Letter { msg, relay };
         let mut state = self.state.lock();
         match &state.phase {
-            Phase::Active(actor) => match actor.cast(msg) {
-                Ok(()) => {}
-                // The activation stopped by itself (its handler called `stop`, say). Its
-                // lifecycle sees it end and serves the queue with a new activation.
-                Err(MessagingErr::SendErr(msg)) => {
-                    state.pending.push_back(Queued::Message { msg, relay })
+            Phase::Active(mailbox) => {
+                if let Err(letter) = mailbox.deliver(letter) {
+                    // The host ended without stopping first (it panicked): its lifecycle
+                    // sees it end and serves the queue with a new activation.
+                    state.pending.push_back(Queued::Message(letter))
                 }
-                Err(other) => {
-                    drop(state);
-                    tracing::error!(key = %self.key, error = %other, "activation refused a message");
-                    if let Some(relay) = relay {
-                        crate::engine::reply::fail(
-                            &relay,
-                            Error::NoReply {
-                                key: self.key.clone(),
-                            },
-                        );
-                    }
-                }
-            },
-            Phase::Starting | Phase::Stopping => {
-                state.pending.push_back(Queued::Message { msg, relay })
             }
+            Phase::Starting | Phase::Stopping => state.pending.push_back(Queued::Message(letter)),
             Phase::Idle => {
                 if !rt.try_start_lifecycle() {
                     drop(state);
-                    return Err(self.shutting_down(msg));
+                    return Err(self.shutting_down(letter.msg));
                 }
                 state.phase = Phase::Starting;
-                state.pending.push_back(Queued::Message { msg, relay });
+                state.pending.push_back(Queued::Message(letter));
                 drop(state);
                 rt.tokio.spawn(lifecycle::run(self.clone()));
             }
@@ -189,10 +171,9 @@ impl<A: VirtualActor> Slot<A> {
         let mut state = self.state.lock();
         state.pending.push_back(Queued::Delete(done));
         match &state.phase {
-            Phase::Active(actor) => {
-                let actor = actor.clone();
+            Phase::Active(mailbox) => {
+                mailbox.drain();
                 state.phase = Phase::Stopping;
-                let _ = actor.drain();
             }
             Phase::Starting | Phase::Stopping => {}
             Phase::Idle => {
@@ -296,27 +277,27 @@ impl<A: VirtualActor> Slot<A> {
 
     /// A new activation is running: give it the queued messages, in order, then route to it.
     /// If it was retired while starting, it is drained at once instead.
-    pub(crate) fn activated(&self, actor: &ActorRef<Msg<A>>) {
+    pub(crate) fn activated(&self, mailbox: &Mailbox<Msg<A>>) {
         let mut state = self.state.lock();
         state.release_asked = false;
         if state.host_epoch.is_some_and(|e| state.retired_at > e) {
             state.phase = Phase::Stopping;
-            let _ = actor.drain();
+            mailbox.drain();
             return;
         }
-        while let Some(msg) = state.handover.pop_front() {
-            if let Err(MessagingErr::SendErr(msg)) = actor.cast(msg) {
-                // Already stopping by itself; the lifecycle will see it end and retry.
-                state.handover.push_front(msg);
+        // The host has not started taking messages, so its mailbox takes every one.
+        while let Some(letter) = state.handover.pop_front() {
+            if let Err(letter) = mailbox.deliver(letter) {
+                state.handover.push_front(letter);
                 break;
             }
         }
         while state.handover.is_empty() {
             match state.pending.pop_front() {
                 None => break,
-                Some(Queued::Message { msg, relay }) => {
-                    if let Err(MessagingErr::SendErr(msg)) = actor.cast(msg) {
-                        state.pending.push_front(Queued::Message { msg, relay });
+                Some(Queued::Message(letter)) => {
+                    if let Err(letter) = mailbox.deliver(letter) {
+                        state.pending.push_front(Queued::Message(letter));
                         break;
                     }
                 }
@@ -330,10 +311,10 @@ impl<A: VirtualActor> Slot<A> {
             // The messages before the delete are in the mailbox: the activation handles them
             // and stops, and the lifecycle deletes after it. Later messages wait behind.
             state.phase = Phase::Stopping;
-            let _ = actor.drain();
+            mailbox.drain();
             return;
         }
-        state.phase = Phase::Active(actor.clone());
+        state.phase = Phase::Active(mailbox.clone());
     }
 
     /// Stops routing to the activation (it is about to drain). False if it was not active.
@@ -351,16 +332,15 @@ impl<A: VirtualActor> Slot<A> {
     /// back here once the lease is regained, if this node still owns it).
     pub(crate) fn stop_now(&self) {
         let mut state = self.state.lock();
-        if let Phase::Active(actor) = &state.phase {
-            let actor = actor.clone();
+        if let Phase::Active(mailbox) = &state.phase {
+            mailbox.drain();
             state.phase = Phase::Stopping;
-            let _ = actor.drain();
         }
     }
 
-    /// A failed activation hands over a message from its mailbox to the next activation.
-    pub(crate) fn hand_over(&self, msg: Msg<A>) {
-        self.state.lock().handover.push_back(msg);
+    /// A stopping activation hands over a message it did not take to the next activation.
+    pub(crate) fn hand_over(&self, letter: Letter<Msg<A>>) {
+        self.state.lock().handover.push_back(letter);
     }
 
     /// The activation has ended.
@@ -383,15 +363,14 @@ impl<A: VirtualActor> Slot<A> {
     /// Nothing will be activated here for now (activation failed, the actor lives elsewhere,
     /// or it cannot be placed): the slot goes idle and every waiting message is returned, to
     /// be failed or forwarded outside the lock. Handed-over messages come first.
-    pub(crate) fn give_up(&self) -> (Vec<Msg<A>>, Vec<Queued<Msg<A>>>) {
+    pub(crate) fn give_up(&self) -> Vec<Queued<Msg<A>>> {
         let taken = {
             let mut state = self.state.lock();
             state.phase = Phase::Idle;
             state.host_epoch = None;
-            (
-                state.handover.drain(..).collect(),
-                state.pending.drain(..).collect(),
-            )
+            let handed_over = std::mem::take(&mut state.handover);
+            let handed_over = handed_over.into_iter().map(Queued::Message);
+            handed_over.chain(state.pending.drain(..)).collect()
         };
         self.host_changed.notify_waiters();
         taken
@@ -401,12 +380,11 @@ impl<A: VirtualActor> Slot<A> {
     /// (handed-over messages first), to be failed, and whether a delete is next. If one is,
     /// the lifecycle runs it (a damaged record can still be deleted); if not, the slot goes
     /// idle.
-    #[allow(clippy::type_complexity)] // reason: the two queues, as `give_up` returns them
-    pub(crate) fn give_up_until_delete(&self) -> (Vec<Msg<A>>, Vec<Queued<Msg<A>>>, bool) {
+    pub(crate) fn give_up_until_delete(&self) -> (Vec<Queued<Msg<A>>>, bool) {
         let taken = {
             let mut state = self.state.lock();
-            let handed_over = state.handover.drain(..).collect();
-            let mut before = Vec::new();
+            let handed_over = std::mem::take(&mut state.handover);
+            let mut before: Vec<_> = handed_over.into_iter().map(Queued::Message).collect();
             while let Some(queued) = state.pending.pop_front() {
                 if let Queued::Delete(_) = queued {
                     state.pending.push_front(queued);
@@ -419,7 +397,7 @@ impl<A: VirtualActor> Slot<A> {
             if !delete_next {
                 state.phase = Phase::Idle;
             }
-            (handed_over, before, delete_next)
+            (before, delete_next)
         };
         self.host_changed.notify_waiters();
         taken

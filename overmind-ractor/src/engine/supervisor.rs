@@ -2,7 +2,7 @@
 //!
 //! Two instances of one actor type: the *Overmind supervisor*, which a user may link into their
 //! own supervision tree, and the *activations' supervisor*, which is linked to nothing and is
-//! the parent of every activation host (and, in a cluster, of the router).
+//! the parent of every activation's `myself` proxy (and, in a cluster, of the router).
 //!
 //! They are kept apart because ractor ends a stopped actor's whole subtree with a kill, at
 //! once, without running `post_stop`: activations under the user's tree would be killed with
@@ -69,9 +69,9 @@ impl Actor for Supervisor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         // Activations end all the time (passivation); their lifecycles handle it. Only a crash
-        // of the host itself — not of a user handler, which the host catches — is news.
+        // of a proxy itself (it runs no user code) is news.
         if let SupervisionEvent::ActorFailed(cell, reason) = event {
-            tracing::error!(actor = %cell.get_id(), %reason, "an activation host crashed");
+            tracing::error!(actor = %cell.get_id(), %reason, "an activation's proxy crashed");
         }
         Ok(())
     }

@@ -1,0 +1,246 @@
+//! Calls between virtual actors on one node: a call's timeout travels with it (a call still
+//! queued when it passes is withdrawn and reported as not handled), a call that would wait
+//! for itself is refused at once, and `myself` keeps working as a ractor `ActorRef`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use overmind_ractor::{Error, Overmind, prelude::*};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+/// Fails the test instead of hanging when a call that should fail at once does not.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Hops {
+    /// Messages handled that changed the state.
+    handled: u32,
+}
+
+#[derive(VirtualMessage)]
+enum HopMsg {
+    /// Calls the first id of `path` with the rest of it, and replies with how many actors
+    /// the chain went through (or the error a call in it met).
+    Via(Vec<String>, RpcReplyPort<Result<u32, String>>),
+    /// Counts, then waits for a permit from the test.
+    Hold(RpcReplyPort<u32>),
+    /// Counts.
+    Touch(RpcReplyPort<u32>),
+    /// Stops `myself` from the handler.
+    StopMyself(RpcReplyPort<u32>),
+    /// Sends `Touch` to `myself`, replying through the test's port when it is handled.
+    TouchViaMyself(RpcReplyPort<u32>),
+}
+
+struct Hopper {
+    overmind: Overmind,
+    held: Arc<Semaphore>,
+    starts: Arc<AtomicUsize>,
+}
+
+#[virtual_actor(kind = "hop")]
+impl Actor for Hopper {
+    type Msg = HopMsg;
+    type State = Hops;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<HopMsg>,
+        activation: Activation<Hops>,
+    ) -> Result<Hops, ActorProcessingErr> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Ok(activation.into_state_or_default())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HopMsg>,
+        msg: HopMsg,
+        hops: &mut Hops,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HopMsg::Via(mut path, reply) => {
+                let result = if path.is_empty() {
+                    Ok(1)
+                } else {
+                    let next = path.remove(0);
+                    let called = self
+                        .overmind
+                        .actor::<Hopper>(&next)
+                        .call(|r| HopMsg::Via(path, r), None)
+                        .await;
+                    match called {
+                        Ok(Ok(n)) => Ok(n + 1),
+                        Ok(Err(e)) => Err(e),
+                        Err(e @ Error::CallCycle { .. }) => Err(format!("cycle: {e}")),
+                        Err(e) => Err(format!("other: {e}")),
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            HopMsg::Hold(reply) => {
+                hops.handled += 1;
+                self.held.acquire().await?.forget();
+                let _ = reply.send(hops.handled);
+            }
+            HopMsg::Touch(reply) => {
+                hops.handled += 1;
+                let _ = reply.send(hops.handled);
+            }
+            HopMsg::StopMyself(reply) => {
+                hops.handled += 1;
+                let _ = reply.send(hops.handled);
+                myself.stop(None);
+            }
+            HopMsg::TouchViaMyself(reply) => {
+                myself.cast(HopMsg::Touch(reply))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Fixture {
+    overmind: Overmind,
+    held: Arc<Semaphore>,
+    starts: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Fixture {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let held = Arc::new(Semaphore::new(0));
+    let starts = Arc::new(AtomicUsize::new(0));
+    let (h, s) = (held.clone(), starts.clone());
+    let overmind = Overmind::builder()
+        .data_dir(dir.path())
+        .register_with(move |overmind| Hopper {
+            overmind: overmind.clone(),
+            held: h.clone(),
+            starts: s.clone(),
+        })
+        .spawn()
+        .await
+        .expect("overmind starts");
+    Fixture {
+        overmind,
+        held,
+        starts,
+        _dir: dir,
+    }
+}
+
+async fn via(f: &Fixture, first: &str, path: &[&str]) -> Result<u32, String> {
+    let path = path.iter().map(|s| s.to_string()).collect();
+    let actor = f.overmind.actor::<Hopper>(first);
+    let call = actor.call(|r| HopMsg::Via(path, r), None);
+    tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the chain answers instead of waiting for ever")
+        .expect("the first call is answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_would_wait_for_itself_is_refused_at_once() {
+    let f = start().await;
+    assert_eq!(
+        via(&f, "a", &["b", "c"]).await,
+        Ok(3),
+        "a chain without a cycle"
+    );
+    for (first, path, called) in [
+        ("a", &["a"][..], "hop/a"),
+        ("a", &["b", "a"], "hop/a"),
+        ("a", &["b", "c", "b"], "hop/b"),
+    ] {
+        let error = via(&f, first, path).await.unwrap_err();
+        assert!(
+            error.starts_with("cycle: ")
+                && error.contains(&format!("calling {called} would wait for itself")),
+            "{first} → {path:?}: {error}"
+        );
+    }
+    // The actors in the refused chains serve on.
+    assert_eq!(via(&f, "b", &["a"]).await, Ok(2));
+    f.overmind.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_timeout_passes_in_the_queue_is_withdrawn_not_handled() {
+    let f = start().await;
+    let actor = f.overmind.actor::<Hopper>("q");
+    let holding = tokio::spawn({
+        let actor = actor.clone();
+        async move { actor.call(HopMsg::Hold, None).await }
+    });
+    // The held handler has started once the permit is awaited: wait for it to be counted.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while f.starts.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the actor never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Queued behind the held handler, it cannot start within its timeout.
+    let queued = actor
+        .call(HopMsg::Touch, Some(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&queued, Error::Expired { key, timeout } if key.id() == "q" && *timeout == Duration::from_millis(50)),
+        "{queued}"
+    );
+    assert!(!queued.may_have_taken_effect(), "{queued}");
+    f.held.add_permits(1);
+    assert_eq!(holding.await.unwrap().unwrap(), 1);
+    assert_eq!(
+        actor.call(HopMsg::Touch, None).await.unwrap(),
+        2,
+        "the withdrawn call was never handled"
+    );
+    f.held.add_permits(100);
+    f.overmind.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_handler_started_in_time_but_ran_long_is_an_unknown_outcome() {
+    let f = start().await;
+    let actor = f.overmind.actor::<Hopper>("slow");
+    let error = actor
+        .call(HopMsg::Hold, Some(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, Error::Timeout { .. }), "{error}");
+    assert!(error.may_have_taken_effect());
+    f.held.add_permits(1);
+    assert_eq!(
+        actor.call(HopMsg::Touch, None).await.unwrap(),
+        2,
+        "the timed-out call was handled and stored"
+    );
+    f.held.add_permits(100);
+    f.overmind.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn myself_is_an_actor_ref_that_sends_to_the_activation_and_can_stop_it() {
+    let f = start().await;
+    let actor = f.overmind.actor::<Hopper>("me");
+    assert_eq!(actor.call(HopMsg::TouchViaMyself, None).await.unwrap(), 1);
+    assert_eq!(actor.call(HopMsg::StopMyself, None).await.unwrap(), 2);
+    // The next message starts a new activation from the stored state.
+    assert_eq!(actor.call(HopMsg::Touch, None).await.unwrap(), 3);
+    assert_eq!(
+        f.starts.load(Ordering::SeqCst),
+        2,
+        "stopping myself ended the activation"
+    );
+    f.overmind.shutdown().await.unwrap();
+}
