@@ -30,12 +30,15 @@
 //! # The record
 //!
 //! ```text
-//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 [schema] | crc32 u32 LE | payload
-//! lease  = epoch u64 LE | activation u64 LE | node len u16 LE | node
+//! magic "OVMD" | format u16 LE | kind len u8 | kind | lease tag u8 [lease] | flags u8 [schema] [applied] | crc32 u32 LE | payload
+//! lease   = epoch u64 LE | activation u64 LE | node len u16 LE | node
 //! flags: bit 0 = the record holds a state (payload); a lease can be taken before there is one
-//! schema = state version u32 LE | shape fingerprint u64 LE   (format 4, only with a state)
+//!        bit 1 = the record holds applied calls (format 5)
+//! schema  = state version u32 LE | shape fingerprint u64 LE   (format 4, only with a state)
+//! applied = len u32 LE | the idempotent calls applied, encoded as a state ([`crate::applied`])
 //!
-//! format 4 (written now): as format 3, plus the schema that wrote the payload
+//! format 5 (written now): as format 4, plus the applied calls
+//! format 4: as format 3, plus the schema that wrote the payload
 //! format 3: the crc32 covers every byte but its own (magic through flags, then the payload);
 //!           lease tag 0 or 1; no flag bits but bit 0
 //! format 2: the crc32 covers the payload only
@@ -59,13 +62,14 @@ use crate::schema::Fingerprint;
 /// The magic bytes every record starts with.
 pub const RECORD_MAGIC: [u8; 4] = *b"OVMD";
 /// The record format this build writes. Decoders accept every format up to this one.
-pub const RECORD_FORMAT: u16 = 4;
+pub const RECORD_FORMAT: u16 = 5;
 
 /// The longest encoding [`encode_state`] produces and [`decode_state`] accepts: 64 MiB.
 /// (A frame between nodes is limited further, by ractor_cluster's 16 MiB.)
 pub const MAX_ENCODED_LEN: usize = 64 << 20;
 
 const HAS_STATE: u8 = 1;
+const HAS_APPLIED: u8 = 2;
 /// The bytes of a format-4 schema: state version and fingerprint.
 const SCHEMA_LEN: usize = 4 + 8;
 
@@ -227,6 +231,9 @@ pub struct Record {
     /// The encoded state; `None` for a record that only holds a lease (an actor that has
     /// not stored a state yet).
     pub payload: Option<Payload>,
+    /// The idempotent calls the actor applied, encoded ([`crate::applied::AppliedCalls`]);
+    /// empty if none. Stored in the same write as the state they produced.
+    pub applied: Vec<u8>,
 }
 
 /// A stored record that cannot be read. It is reported, never overwritten.
@@ -279,7 +286,7 @@ impl Record {
             .payload
             .as_ref()
             .map(|p| (p.schema, p.bytes.as_slice()));
-        encode_record(&self.kind, self.lease.as_ref(), state)
+        encode_record(&self.kind, self.lease.as_ref(), state, &self.applied)
     }
 
     /// Decodes a record of any supported format. Allocates no more than `bytes` holds.
@@ -316,6 +323,12 @@ impl Record {
         } else {
             SchemaId::LEGACY
         };
+        let applied = if format >= 5 && flags & HAS_APPLIED != 0 {
+            let len = u32::from_le_bytes(r.array("applied calls length")?) as usize;
+            r.take(len, "applied calls")?
+        } else {
+            &[]
+        };
         let header = &bytes[..bytes.len() - r.0.len()];
         let stored = u32::from_le_bytes(r.array("checksum")?);
         let payload = r.0;
@@ -328,8 +341,16 @@ impl Record {
             return Err(RecordError::Checksum { stored, computed });
         }
         // Checked after the checksum, so damage is reported as damage.
+        let known = if format >= 5 {
+            HAS_STATE | HAS_APPLIED
+        } else {
+            HAS_STATE
+        };
+        let empty_applied = flags & HAS_APPLIED != 0 && applied.is_empty();
         if format >= 3
-            && (flags & !HAS_STATE != 0 || (flags & HAS_STATE == 0 && !payload.is_empty()))
+            && (flags & !known != 0
+                || (flags & HAS_STATE == 0 && !payload.is_empty())
+                || empty_applied)
         {
             return Err(RecordError::Malformed("flags"));
         }
@@ -352,6 +373,7 @@ impl Record {
                 schema,
                 bytes: payload.to_vec(),
             }),
+            applied: applied.to_vec(),
         })
     }
 
@@ -369,17 +391,29 @@ impl Record {
 }
 
 /// Encodes a record from its parts in the current format ([`RECORD_FORMAT`]), without
-/// copying the state into a [`Record`] first.
+/// copying the state into a [`Record`] first. `applied` is the encoded applied calls (empty
+/// for none).
 pub fn encode_record(
     kind: &str,
     lease: Option<&Lease>,
     state: Option<(SchemaId, &[u8])>,
+    applied: &[u8],
 ) -> Vec<u8> {
     let kind = kind.as_bytes();
     let lease_len = lease.map_or(0, |l| 18 + l.node.len());
     let payload: &[u8] = state.map_or(&[], |(_, bytes)| bytes);
     let mut out = Vec::with_capacity(
-        4 + 2 + 1 + kind.len() + 1 + lease_len + 1 + SCHEMA_LEN + 4 + payload.len(),
+        4 + 2
+            + 1
+            + kind.len()
+            + 1
+            + lease_len
+            + 1
+            + SCHEMA_LEN
+            + 4
+            + applied.len()
+            + 4
+            + payload.len(),
     );
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
@@ -399,10 +433,19 @@ pub fn encode_record(
             out.extend_from_slice(node);
         }
     }
-    out.push(if state.is_some() { HAS_STATE } else { 0 });
+    let mut flags = if state.is_some() { HAS_STATE } else { 0 };
+    if !applied.is_empty() {
+        flags |= HAS_APPLIED;
+    }
+    out.push(flags);
     if let Some((schema, _)) = state {
         out.extend_from_slice(&schema.version.to_le_bytes());
         out.extend_from_slice(&schema.fingerprint.0.to_le_bytes());
+    }
+    if !applied.is_empty() {
+        // At most MAX_ENCODED_LEN (the applied calls are encoded as a state).
+        out.extend_from_slice(&(applied.len() as u32).to_le_bytes());
+        out.extend_from_slice(applied);
     }
     let crc = header_and_payload_crc(&out, payload);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -691,6 +734,7 @@ mod tests {
                 kind: "account".into(),
                 lease,
                 payload: Some(state(b"\x01\x02\x03")),
+                applied: Vec::new(),
             };
             let bytes = record.encode();
             assert_eq!(Record::decode_for(&bytes, "account").unwrap(), record);
@@ -724,6 +768,7 @@ mod tests {
                 activation: 3,
             }),
             payload: payload.map(state),
+            applied: Vec::new(),
         }
     }
 
@@ -735,8 +780,8 @@ mod tests {
         record
     }
 
-    /// A record as format 1, 2 or 3 wrote it: no schema; the checksum covers the payload
-    /// only (formats 1 and 2); format 1 has no flags byte.
+    /// A record as format 1, 2, 3 or 4 wrote it: no applied calls; no schema before format
+    /// 4; the checksum covers the payload only (formats 1 and 2); format 1 has no flags byte.
     fn encode_old(record: &Record, format: u16) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(&format.to_le_bytes());
@@ -755,8 +800,12 @@ mod tests {
         if format >= 2 {
             out.push(u8::from(record.payload.is_some()));
         }
+        if let (4, Some(p)) = (format, &record.payload) {
+            out.extend_from_slice(&p.schema.version.to_le_bytes());
+            out.extend_from_slice(&p.schema.fingerprint.0.to_le_bytes());
+        }
         let payload = record.payload.as_ref().map_or(&[][..], |p| &p.bytes);
-        let crc = if format == 3 {
+        let crc = if format >= 3 {
             header_and_payload_crc(&out, payload)
         } else {
             crc32fast::hash(payload)
@@ -764,6 +813,42 @@ mod tests {
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn format_4_is_still_read() {
+        for record in [leased(Some(b"state")), leased(None)] {
+            let v4 = encode_old(&record, 4);
+            assert_eq!(Record::decode(&v4).unwrap(), record);
+        }
+        // Format 4 knew no applied calls: its flag is a faulty writer's.
+        let mut v4 = encode_old(&leased(None), 4);
+        let flags_at = v4.len() - 4 - 1;
+        v4[flags_at] |= HAS_APPLIED;
+        let crc_at = v4.len() - 4;
+        let crc = header_and_payload_crc(&v4[..crc_at], &[]);
+        v4[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Record::decode(&v4).unwrap_err(),
+            RecordError::Malformed("flags")
+        );
+    }
+
+    #[test]
+    fn applied_calls_round_trip_and_every_bit_flip_is_refused() {
+        for payload in [Some(&b"state"[..]), None] {
+            let record = Record {
+                applied: b"applied calls".to_vec(),
+                ..leased(payload)
+            };
+            let bytes = record.encode();
+            assert_eq!(Record::decode(&bytes).unwrap(), record);
+            for bit in 0..bytes.len() * 8 {
+                let mut flipped = bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                assert!(Record::decode(&flipped).is_err(), "bit {bit} flipped");
+            }
+        }
     }
 
     #[test]
@@ -822,17 +907,17 @@ mod tests {
     fn a_lease_can_be_held_without_a_state() {
         let lease_only = leased(None);
         let bytes = lease_only.encode();
-        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 4, "format 4");
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 5, "format 5");
         assert_eq!(Record::decode(&bytes).unwrap(), lease_only);
     }
 
     /// Issue 8: one flipped byte in the lease epoch locked the actor out under an epoch
-    /// nobody held. Every single-bit flip anywhere in a format-4 record is now refused, and
+    /// nobody held. Every single-bit flip anywhere in a record is now refused, and
     /// a flip in a field the decoder reads by position (lease, flags, schema, checksum,
     /// payload) is reported as damage; a flags byte that comes to claim a state the record
     /// has no room for is truncation.
     #[test]
-    fn every_single_bit_flip_of_a_format_4_record_is_refused() {
+    fn every_single_bit_flip_of_a_record_is_refused() {
         for record in [leased(Some(b"{\"value\":5}")), leased(None)] {
             let bytes = record.encode();
             let lease_at = 4 + 2 + 1 + record.kind.len() + 1;
@@ -843,7 +928,8 @@ mod tests {
                 flipped[bit / 8] ^= 1 << (bit % 8);
                 let err = Record::decode(&flipped).expect_err(&format!("bit {bit} flipped"));
                 if bit / 8 == flags_at && matches!(err, RecordError::Truncated(_)) {
-                    assert!(payload.is_none(), "bit {bit}: {err:?}");
+                    // Claiming a state, or applied calls, the record has no room for.
+                    assert!(payload.is_none() || bit % 8 == 1, "bit {bit}: {err:?}");
                     continue;
                 }
                 if bit / 8 >= lease_at + 16 + 2 {
@@ -868,6 +954,7 @@ mod tests {
             kind: "k".into(),
             lease: None,
             payload: Some(state(b"hello")),
+            applied: Vec::new(),
         }
         .encode();
         assert_eq!(Record::decode(b"nope"), Err(RecordError::BadMagic));

@@ -21,7 +21,7 @@
 //! let store = MemoryStore::new();
 //! let key = ActorKey::new("account", "alice")?;
 //! let state = Payload { schema: SchemaId::LEGACY, bytes: codec::encode_state(&42i64)? };
-//! let record = Record { kind: "account".into(), lease: None, payload: Some(state) };
+//! let record = Record { kind: "account".into(), lease: None, payload: Some(state), applied: Vec::new() };
 //! let v1 = store.save(&key, Version::ABSENT, &record.encode()).await?;
 //!
 //! // A writer holding an outdated version is refused.
@@ -39,6 +39,7 @@
 // docs.rs marks what each feature adds.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod applied;
 pub mod codec;
 mod key;
 pub mod membership;

@@ -514,6 +514,7 @@ async fn migrate_one<S: DeserializeOwned + serde::Serialize + 'static>(
             kind,
             record.lease.as_ref(),
             Some((schema.current(), &bytes)),
+            &record.applied,
         );
         match store.save(&key, stored.version, &rewritten).await {
             Ok(_) => return Ok(Outcome::Migrated),

@@ -60,6 +60,9 @@ pub(crate) fn virtual_actor_impl(target: &Target, opts: &Options) -> TokenStream
     let version = opts.state_version.map(|v| {
         quote! { const STATE_VERSION: u32 = #v; }
     });
+    let remembered = opts.remembered_calls.map(|n| {
+        quote! { const REMEMBERED_CALLS: usize = #n; }
+    });
     let migrations = opts
         .migrations
         .as_ref()
@@ -71,6 +74,7 @@ pub(crate) fn virtual_actor_impl(target: &Target, opts: &Options) -> TokenStream
             const KIND: &'static str = #kind;
             #passivate
             #version
+            #remembered
             #migrations
         }
     }

@@ -23,7 +23,9 @@ use quote::quote;
 /// state type changes), `migrate_from(1 = StateV1, 2 = StateV2)` (the old state types,
 /// read and converted through `From` impls: `StateV1` → `StateV2` → the state),
 /// `migrations = "path::to::fn"` (a function returning the kind's `Migrations`, instead of
-/// `migrate_from`), `crate = "path"` (if `overmind-ractor` is renamed in your Cargo.toml).
+/// `migrate_from`), `remembered_calls = 128` (how many idempotent calls an actor remembers
+/// with its state; default 128), `crate = "path"` (if `overmind-ractor` is renamed in your
+/// Cargo.toml).
 ///
 /// `type Arguments` and `pre_start` may be left out: the arguments are then
 /// `Activation<State>` and the state starts as the stored one, or `State::default()` for a new id.

@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) state_version: Option<u32>,
     /// How older states are read.
     pub(crate) migrations: Option<MigrationsOption>,
+    /// How many idempotent calls an actor remembers; `None` means the default.
+    pub(crate) remembered_calls: Option<usize>,
 }
 
 /// `migrate_from(1 = V1, 2 = V2)` or `migrations = "path::to::fn"`.
@@ -73,7 +75,7 @@ impl syn::parse::Parse for Step {
     }
 }
 
-const KNOWN: &str = "expected `kind = \"...\"`, `passivate_after = \"...\"`, `state_version = N`, `migrate_from(N = OldType, ...)`, `migrations = \"path::to::fn\"` or `crate = \"...\"`";
+const KNOWN: &str = "expected `kind = \"...\"`, `passivate_after = \"...\"`, `state_version = N`, `migrate_from(N = OldType, ...)`, `migrations = \"path::to::fn\"`, `remembered_calls = N` or `crate = \"...\"`";
 
 pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
     let mut opts = Options {
@@ -82,6 +84,7 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
         krate: syn::parse_quote!(::overmind_ractor),
         state_version: None,
         migrations: None,
+        remembered_calls: None,
     };
     // The span of the migrations option, for errors found once all options are read.
     let mut migrations_span = None;
@@ -131,6 +134,19 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
                         );
                         opts.state_version = Some(1);
                     }
+                }
+            }
+            "remembered_calls" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                if opts.remembered_calls.is_some() {
+                    return Err(duplicate("remembered_calls"));
+                }
+                match lit.base10_parse::<usize>() {
+                    Ok(n) if n <= 65_536 => opts.remembered_calls = Some(n),
+                    _ => errors.push(
+                        lit.span(),
+                        "remembered_calls is a whole number from 0 to 65536 (each one is stored with every save)",
+                    ),
                 }
             }
             "migrate_from" | "migrations" if opts.migrations.is_some() => {

@@ -146,6 +146,15 @@ pub enum Error {
         /// The caller's timeout.
         timeout: Duration,
     },
+    /// The idempotency key given to [`crate::VirtualRef::call_idempotent`] is not valid. The
+    /// message was not sent.
+    #[error("invalid idempotency key for a call to {key}: {cause}")]
+    InvalidIdempotencyKey {
+        /// The actor.
+        key: ActorKey,
+        /// What is wrong with the key.
+        cause: overmind_core::applied::IdempotencyKeyError,
+    },
     /// The call would wait for an actor whose handler is already waiting for it: `chain` is
     /// the chain of handlers waiting, each on a call to the next, and `key` is in it (an actor
     /// calling itself, or A calling B while B's handler calls A). It would wait until its
@@ -189,7 +198,8 @@ impl Error {
             | Self::DeleteFromOwnHandler { .. }
             | Self::DeleteFailed { .. }
             | Self::Expired { .. }
-            | Self::CallCycle { .. } => false,
+            | Self::CallCycle { .. }
+            | Self::InvalidIdempotencyKey { .. } => false,
         }
     }
 }

@@ -17,6 +17,7 @@ use std::{
 };
 
 use overmind_core::{
+    applied::AppliedCalls,
     codec::{self, Lease, Payload, Record, SchemaId},
     membership::{Member, ViewRecord, view::Epoch},
     schema::Fingerprint,
@@ -125,11 +126,13 @@ fn core_targets() -> Vec<Target> {
                 },
                 bytes: codec::encode_state(&account(3)).expect("encodes"),
             }),
+            applied: applied_seeds().pop().unwrap_or_default(),
         },
         Record {
             kind: "account".into(),
             lease: Some(lease),
             payload: None,
+            applied: Vec::new(),
         },
         Record {
             kind: "account".into(),
@@ -138,6 +141,7 @@ fn core_targets() -> Vec<Target> {
                 schema: SchemaId::LEGACY,
                 bytes: vec![1, 2, 3],
             }),
+            applied: Vec::new(),
         },
     ];
     let mut record_seeds: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
@@ -201,11 +205,28 @@ fn core_targets() -> Vec<Target> {
             }),
         },
         Target {
+            name: "AppliedCalls::decode",
+            seeds: applied_seeds(),
+            decode: Box::new(|bytes| AppliedCalls::decode(bytes).is_ok()),
+        },
+        Target {
             name: "ViewRecord::decode",
             seeds: views.iter().map(ViewRecord::encode).collect(),
             decode: Box::new(|bytes| ViewRecord::decode(bytes).is_ok()),
         },
     ]
+}
+
+/// Applied calls as a record holds them: none, a few with and without replies.
+fn applied_seeds() -> Vec<Vec<u8>> {
+    let mut applied = AppliedCalls::default();
+    let mut seeds = vec![applied.encode().expect("encodes")];
+    for i in 0..3u8 {
+        let reply = (i != 1).then(|| vec![i; 3]);
+        applied.record(format!("order-{i}"), reply, 8);
+        seeds.push(applied.encode().expect("encodes"));
+    }
+    seeds
 }
 
 /// A record as formats 1 to 3 wrote it (no schema; the checksum covers the payload only in

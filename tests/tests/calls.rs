@@ -1,6 +1,7 @@
 //! Calls between virtual actors on one node: a call's timeout travels with it (a call still
 //! queued when it passes is withdrawn and reported as not handled), a call that would wait
-//! for itself is refused at once, and `myself` keeps working as a ractor `ActorRef`.
+//! for itself is refused at once, a repeated idempotent call is applied once, and `myself`
+//! keeps working as a ractor `ActorRef`.
 
 use std::{
     sync::{
@@ -32,6 +33,8 @@ enum HopMsg {
     Hold(RpcReplyPort<u32>),
     /// Counts.
     Touch(RpcReplyPort<u32>),
+    /// Counts, without replying before the handler returns.
+    TouchReplyLater(RpcReplyPort<u32>),
     /// Stops `myself` from the handler.
     StopMyself(RpcReplyPort<u32>),
     /// Sends `Touch` to `myself`, replying through the test's port when it is handled.
@@ -44,7 +47,7 @@ struct Hopper {
     starts: Arc<AtomicUsize>,
 }
 
-#[virtual_actor(kind = "hop")]
+#[virtual_actor(kind = "hop", remembered_calls = 3)]
 impl Actor for Hopper {
     type Msg = HopMsg;
     type State = Hops;
@@ -93,6 +96,13 @@ impl Actor for Hopper {
                 hops.handled += 1;
                 let _ = reply.send(hops.handled);
             }
+            HopMsg::TouchReplyLater(reply) => {
+                hops.handled += 1;
+                let handled = hops.handled;
+                tokio::spawn(async move {
+                    let _ = reply.send(handled);
+                });
+            }
             HopMsg::StopMyself(reply) => {
                 hops.handled += 1;
                 let _ = reply.send(hops.handled);
@@ -114,7 +124,10 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    start_in(tempfile::tempdir().expect("a temporary directory")).await
+}
+
+async fn start_in(dir: tempfile::TempDir) -> Fixture {
     let held = Arc::new(Semaphore::new(0));
     let starts = Arc::new(AtomicUsize::new(0));
     let (h, s) = (held.clone(), starts.clone());
@@ -242,5 +255,62 @@ async fn myself_is_an_actor_ref_that_sends_to_the_activation_and_can_stop_it() {
         2,
         "stopping myself ended the activation"
     );
+    f.overmind.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotent_call_is_answered_with_its_first_reply_and_applied_once() {
+    let f = start().await;
+    let actor = f.overmind.actor::<Hopper>("once");
+    let touch = |key: &'static str| actor.call_idempotent(key, HopMsg::Touch, None);
+    assert_eq!(touch("k1").await.unwrap(), 1);
+    assert_eq!(touch("k1").await.unwrap(), 1, "answered, not applied again");
+    assert_eq!(touch("k2").await.unwrap(), 2);
+    // Twenty repeats at once, of a key not seen yet: one effect, one answer for all.
+    let repeats = futures::future::join_all((0..20).map(|_| touch("k3"))).await;
+    assert!(
+        repeats.iter().all(|r| r.as_ref().ok() == Some(&3)),
+        "{repeats:?}"
+    );
+    assert_eq!(actor.call(HopMsg::Touch, None).await.unwrap(), 4);
+
+    // The keys are stored with the state: they hold across a restart.
+    f.overmind.shutdown().await.unwrap();
+    let f = start_in(f._dir).await;
+    let actor = f.overmind.actor::<Hopper>("once");
+    let touch = |key: &'static str| actor.call_idempotent(key, HopMsg::Touch, None);
+    assert_eq!(touch("k3").await.unwrap(), 3, "kept across the restart");
+    // Only the last three (`remembered_calls = 3`) are kept: k4 pushes k1 out, so k1 applies.
+    assert_eq!(touch("k4").await.unwrap(), 5);
+    assert_eq!(
+        touch("k1").await.unwrap(),
+        6,
+        "the oldest key was forgotten"
+    );
+
+    // A reply sent after the handler returned is not kept: a repeat says it was applied.
+    assert_eq!(
+        actor
+            .call_idempotent("later", HopMsg::TouchReplyLater, None)
+            .await
+            .unwrap(),
+        7
+    );
+    let repeat = actor
+        .call_idempotent("later", HopMsg::TouchReplyLater, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&repeat, Error::ReplyNotSent { reason, .. } if reason.contains("already applied")),
+        "{repeat}"
+    );
+    assert_eq!(actor.call(HopMsg::Touch, None).await.unwrap(), 8);
+
+    let bad = actor
+        .call_idempotent("", HopMsg::Touch, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&bad, Error::InvalidIdempotencyKey { .. }), "{bad}");
+    assert!(!bad.may_have_taken_effect());
     f.overmind.shutdown().await.unwrap();
 }

@@ -256,6 +256,74 @@ async fn the_owner_drops_a_call_whose_timeout_passed_in_its_queue() {
     assert_eq!(b.get(&id).await, Ok(1));
 }
 
+/// An idempotent call retried after its owner was killed is applied exactly once: the key
+/// is stored with the state it produced, so a retry on the actor's new owner finds it (and
+/// answers with the first reply) exactly when the first attempt's effect was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_calls_retried_across_an_owner_kill_apply_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, mut b, c) = three(&zk, &pg).await;
+    const ADDS: usize = 12;
+    let ids: Vec<String> = owned_by(&a.owners("once-", 120).await, "b", "once-")
+        .into_iter()
+        .take(24)
+        .collect();
+    assert!(ids.len() >= 10, "b owns {} of 120", ids.len());
+    let acked = AtomicUsize::new(0);
+    let retries = AtomicUsize::new(0);
+    // Each id gets ADDS increments, one at a time, each retried with its key until it is
+    // acknowledged.
+    let adds = ids.iter().map(|id| {
+        let (a, acked, retries) = (&a, &acked, &retries);
+        async move {
+            for j in 0..ADDS {
+                let key = format!("{id}-{j}");
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+                loop {
+                    let reply = a
+                        .request(serde_json::json!({
+                            "op": "add_once", "id": id, "key": key, "n": 1, "timeout_ms": 3_000
+                        }))
+                        .await;
+                    if reply["ok"].is_i64() {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{id}: {key} never acknowledged: {reply}"
+                    );
+                    retries.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    let kill = async {
+        // Killed while every id still has calls to make, with calls in flight.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::SeqCst) < ids.len() * 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no calls answered");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        b.kill().await;
+    };
+    tokio::join!(futures::future::join_all(adds), kill);
+    assert!(
+        retries.load(Ordering::SeqCst) > 0,
+        "the kill interrupted no call, so nothing was retried"
+    );
+    for id in &ids {
+        assert_eq!(
+            c.get(id).await,
+            Ok(ADDS as i64),
+            "{id}: each key applied once"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_hands_its_actors_over_with_their_state() {
     let zk = ZooKeeper::start();
@@ -395,6 +463,7 @@ async fn a_lease_from_an_epoch_the_cluster_has_not_reached_is_refused_with_a_cle
             schema: codec::SchemaId::LEGACY,
             bytes: codec::encode_state(&Counter { value: 5 }).unwrap(),
         }),
+        applied: Vec::new(),
     };
     let version = store
         .save(&key, overmind_core::Version::ABSENT, &planted.encode())

@@ -39,6 +39,7 @@ async fn take_over(store: &dyn StateStore, id: &str, balance: i64) {
             schema: codec::SchemaId::LEGACY,
             bytes: codec::encode_state(&state).expect("encode"),
         }),
+        applied: Vec::new(),
     };
     let written = store.save(&key, current.version, &taken.encode()).await;
     written.expect("the new owner's write");
@@ -113,6 +114,7 @@ async fn a_damaged_lease_is_reported_as_damage_and_older_formats_still_read() {
             })
             .expect("encode"),
         }),
+        applied: Vec::new(),
     };
     let mut damaged = record(5).encode();
     // The lease epoch's lowest byte: magic 4, format 2, kind length 1, "account" 7, tag 1.

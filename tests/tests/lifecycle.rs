@@ -280,6 +280,7 @@ async fn an_unreadable_record_fails_activation_and_is_left_untouched() {
             schema: codec::SchemaId::LEGACY,
             bytes: codec::encode_state(&"a string, not an Account").unwrap(),
         }),
+        applied: Vec::new(),
     };
     store
         .save(&wrong_type, Version::ABSENT, &not_an_account.encode())

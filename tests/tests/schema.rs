@@ -589,6 +589,7 @@ fn format_3_record(kind: &str, payload: &[u8]) -> Vec<u8> {
             schema: SchemaId::LEGACY,
             bytes: payload.to_vec(),
         }),
+        applied: Vec::new(),
     };
     overmind_tests::fuzz::encode_old_record(&record, 3)
 }

@@ -6,9 +6,11 @@
 //! given (no declared length makes it allocate), and no frame longer than [`MAX_FRAME_LEN`]
 //! is read or written.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use overmind_core::{ActorKey, MAX_ID_LEN, codec, membership::view::MAX_EPOCH, validate_kind};
+use overmind_core::{
+    ActorKey, MAX_ID_LEN, applied::validate_key, codec, membership::view::MAX_EPOCH, validate_kind,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -50,6 +52,8 @@ pub(crate) struct CallInfo {
     pub(crate) timeout_ms: Option<u64>,
     /// The actors whose handlers wait for this call, outermost first.
     pub(crate) chain: Vec<Link>,
+    /// The call's idempotency key, if it has one.
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl CallInfo {
@@ -62,6 +66,7 @@ impl CallInfo {
                     .min(MAX_TIMEOUT_MS as u128) as u64
             }),
             chain: meta.chain.links().to_vec(),
+            idempotency_key: meta.idempotency_key.as_deref().map(str::to_owned),
         }
     }
 
@@ -71,6 +76,7 @@ impl CallInfo {
             self.timeout_ms.map(Duration::from_millis),
             Chain::from_links(self.chain),
         )
+        .with_idempotency_key(self.idempotency_key.map(Arc::from))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -82,6 +88,9 @@ impl CallInfo {
                 "a chain of {} calls, more than {MAX_CHAIN}",
                 self.chain.len()
             ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            validate_key(key).map_err(|e| e.to_string())?;
         }
         for link in &self.chain {
             validate_kind(&link.kind).map_err(|e| e.to_string())?;
@@ -302,6 +311,7 @@ mod tests {
                     kind: "cart".into(),
                     id: "c1".into(),
                 }],
+                idempotency_key: Some("order-17".into()),
             },
         };
         assert_eq!(Envelope::decode(&env.encode().unwrap()).unwrap(), env);
@@ -374,18 +384,32 @@ mod tests {
             CallInfo {
                 timeout_ms: Some(u64::MAX),
                 chain: Vec::new(),
+                idempotency_key: None,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("k", "i"); MAX_CHAIN + 1],
+                idempotency_key: None,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("no/such kind", "i")],
+                idempotency_key: None,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("k", "")],
+                idempotency_key: None,
+            },
+            CallInfo {
+                timeout_ms: None,
+                chain: Vec::new(),
+                idempotency_key: Some(String::new()),
+            },
+            CallInfo {
+                timeout_ms: None,
+                chain: Vec::new(),
+                idempotency_key: Some("k".repeat(257)),
             },
         ];
         for call in refused {
@@ -398,6 +422,7 @@ mod tests {
         let longest = CallInfo {
             timeout_ms: Some(MAX_TIMEOUT_MS),
             chain: vec![link("k", "i"); MAX_CHAIN],
+            idempotency_key: Some("k".repeat(256)),
         };
         let frame = envelope(longest.clone()).encode().unwrap();
         assert_eq!(Envelope::decode(&frame).unwrap().call, longest);

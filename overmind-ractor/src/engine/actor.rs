@@ -31,6 +31,13 @@ pub trait VirtualActor:
     /// a state is only read as that version's type.
     const STATE_VERSION: u32 = 1;
 
+    /// How many idempotent calls an actor remembers (`remembered_calls`; default 128): a
+    /// repeat of one of its most recent calls made with
+    /// [`VirtualRef::call_idempotent`](crate::VirtualRef::call_idempotent) is answered with
+    /// the first reply instead of being applied again. They are stored with the state, in
+    /// the same write, so each one costs its key and its reply (up to 64 KiB) in every save.
+    const REMEMBERED_CALLS: usize = 128;
+
     /// How states stored by older versions are read (`migrate_from` or `migrations`;
     /// default none).
     fn migrations() -> crate::Migrations<Self::PersistedState> {

@@ -4,12 +4,13 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use overmind_core::ActorKey;
 use ractor::RpcReplyPort;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Error, SendError, VirtualActor,
     engine::{
         distribution::NotSent,
-        reply::{CallMeta, Relay},
+        reply::{CallMeta, Relay, ReplyCodec},
         slot::Slot,
     },
 };
@@ -146,6 +147,54 @@ impl<A: VirtualActor> VirtualRef<A> {
         T: Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
+        self.call_with(build, timeout, None).await
+    }
+
+    /// [`Self::call`] with an idempotency key: the actor applies a call with a given key
+    /// once. A repeat — a retry after [`Error::Timeout`], [`Error::OutcomeUnknown`] or any
+    /// error whose [`Error::may_have_taken_effect`] is true, from this node or another — is
+    /// answered with the first call's reply and changes nothing.
+    ///
+    /// The actor keeps its most recent keys (`remembered_calls`, default 128) with their
+    /// replies in its stored record, written in the same save as the state the call
+    /// produced, so the promise holds across crashes and moves. A repeat that arrives after
+    /// that many newer idempotent calls is applied again. The reply is kept only if the
+    /// handler sends it before it returns and it encodes in at most 64 KiB; otherwise a
+    /// repeat fails with [`Error::ReplyNotSent`], which says the call was applied. Keys are
+    /// 1 to 256 bytes ([`Error::InvalidIdempotencyKey`]); one key names one operation, so
+    /// reusing it for a different message returns the first one's reply.
+    pub async fn call_idempotent<T, F>(
+        &self,
+        idempotency_key: impl Into<String>,
+        build: F,
+        timeout: Option<Duration>,
+    ) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(RpcReplyPort<T>) -> A::Msg,
+    {
+        let idempotency_key: String = idempotency_key.into();
+        if let Err(cause) = overmind_core::applied::validate_key(&idempotency_key) {
+            return Err(Error::InvalidIdempotencyKey {
+                key: self.key()?.clone(),
+                cause,
+            });
+        }
+        let codec = ReplyCodec::<T>::serde();
+        self.call_with(build, timeout, Some((idempotency_key.into(), codec)))
+            .await
+    }
+
+    async fn call_with<T, F>(
+        &self,
+        build: F,
+        timeout: Option<Duration>,
+        idempotent: Option<(Arc<str>, ReplyCodec<T>)>,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(RpcReplyPort<T>) -> A::Msg,
+    {
         let route = self.route()?;
         let chain = crate::engine::current::outgoing();
         if chain.contains(self.key()?) {
@@ -154,13 +203,14 @@ impl<A: VirtualActor> VirtualRef<A> {
                 chain: chain.to_string(),
             });
         }
-        let meta = CallMeta::new(timeout, chain);
+        let (idempotency_key, codec) = idempotent.unzip();
+        let meta = CallMeta::new(timeout, chain).with_idempotency_key(idempotency_key);
         // The local relay, so a call that times out can be withdrawn.
         let mut withdrawable = None;
         let reply = async {
             match route {
                 Route::Local(slot) => {
-                    let (port, relay, reply) = Relay::<T>::new(slot.gate.clone(), meta);
+                    let (port, relay, reply) = Relay::<T>::new(slot.gate.clone(), meta, codec);
                     withdrawable = Some(relay.clone());
                     let port = port_with(port, timeout);
                     slot.send(build(port), Some(relay)).map_err(|e| e.error)?;

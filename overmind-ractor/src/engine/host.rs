@@ -20,6 +20,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
 use futures::FutureExt;
 use overmind_core::{
     ActorKey, Version,
+    applied::AppliedCalls,
     codec::{self, Lease},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
@@ -30,7 +31,7 @@ use crate::{
     engine::current::Chain,
     engine::mailbox::{Delivery, Inbox, Letter, Mailbox},
     engine::proxy::{Forward, Proxy},
-    engine::reply::{self, Outcome},
+    engine::reply::{self, Outcome, Settle},
     engine::slot::Slot,
 };
 
@@ -68,6 +69,8 @@ pub(crate) struct Loaded<S> {
     /// The registration (member id) the activation belongs to; it serves only while that
     /// registration holds the node's lease. 0 on a single node.
     pub(crate) member: u64,
+    /// The idempotent calls the actor applied, as stored (decoded, and their encoding).
+    pub(crate) applied: (AppliedCalls, Vec<u8>),
 }
 
 pub(crate) struct HostState<A: VirtualActor> {
@@ -89,6 +92,18 @@ pub(crate) struct HostState<A: VirtualActor> {
     /// The actor's key, lent to [`crate::VirtualActorRef::actor_key`] during each call into
     /// the user's actor (`None` only while lent).
     key: Option<ActorKey>,
+    /// The idempotent calls applied, stored with the state.
+    applied: AppliedCalls,
+    /// Their encoding as the store holds it, or as the next save writes it.
+    applied_bytes: Vec<u8>,
+    /// Whether a call was applied since the last save, so the next save must write.
+    applied_changed: bool,
+}
+
+/// An idempotent call being handled: its relay and key.
+struct Applying<'a> {
+    relay: &'a Arc<dyn Settle>,
+    key: &'a Arc<str>,
 }
 
 /// Why a host stopped taking messages, which says what becomes of the rest of its mailbox.
@@ -200,6 +215,9 @@ impl<A: VirtualActor> Host<A> {
             scratch: Vec::with_capacity(saved.len()),
             saved,
             key,
+            applied: loaded.applied.0,
+            applied_bytes: loaded.applied.1,
+            applied_changed: false,
         })
     }
 
@@ -231,25 +249,41 @@ impl<A: VirtualActor> Host<A> {
     async fn persist(&self, st: &mut HostState<A>) -> Result<(), PersistError> {
         let rt = &self.slot.kind.rt;
         codec::encode_state_into(&st.user, &mut st.scratch)?;
-        if st.scratch == st.saved {
+        if st.scratch == st.saved && !st.applied_changed {
             rt.stats.skipped_writes.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         // A state that encodes but does not decode (serde shapes bincode cannot read back)
         // would be a lost write: refuse it before anyone is told it was stored.
         codec::decode_state::<State<A>>(&st.scratch)?;
+        if st.applied_changed {
+            st.applied_bytes = st.applied.encode()?;
+        }
         let schema = self.slot.kind.schema.current();
-        let record = codec::encode_record(A::KIND, st.lease.as_ref(), Some((schema, &st.scratch)));
+        let record = codec::encode_record(
+            A::KIND,
+            st.lease.as_ref(),
+            Some((schema, &st.scratch)),
+            &st.applied_bytes,
+        );
         let version = rt.store.save(&self.slot.key, st.version, &record).await?;
         st.version = version;
+        st.applied_changed = false;
         std::mem::swap(&mut st.saved, &mut st.scratch);
         rt.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Runs one handler (for a message that came with `chain`) under the reply gate, then
-    /// stores. A failure ends the activation.
-    async fn run<F>(&self, st: &mut HostState<A>, chain: Chain, handler: F) -> Option<Ending>
+    /// stores. An idempotent call (`applying`) is recorded as applied in the same save. A
+    /// failure ends the activation.
+    async fn run<F>(
+        &self,
+        st: &mut HostState<A>,
+        chain: Chain,
+        applying: Option<Applying<'_>>,
+        handler: F,
+    ) -> Option<Ending>
     where
         F: AsyncFnOnce(&mut State<A>) -> Result<(), ActorProcessingErr>,
     {
@@ -264,13 +298,20 @@ impl<A: VirtualActor> Host<A> {
         )
         .await;
         let mut outcome: Outcome = match ran {
-            Ok(Ok(())) => self
-                .persist(st)
-                .await
-                .map_err(|cause| Error::PersistFailed {
-                    key: key.clone(),
-                    cause,
-                }),
+            Ok(Ok(())) => {
+                if let Some(Applying { relay, key: call }) = applying {
+                    let reply = relay.capture();
+                    st.applied
+                        .record(call.to_string(), reply, A::REMEMBERED_CALLS);
+                    st.applied_changed = true;
+                }
+                self.persist(st)
+                    .await
+                    .map_err(|cause| Error::PersistFailed {
+                        key: key.clone(),
+                        cause,
+                    })
+            }
             Ok(Err(e)) => Err(Error::HandlerFailed {
                 key: key.clone(),
                 reason: e.to_string(),
@@ -310,14 +351,26 @@ impl<A: VirtualActor> Host<A> {
         }
         let Letter { msg, relay } = letter;
         // A call's relay stays registered as its reply port's waker; here it says whether
-        // the call may still start, and which handlers wait for it.
+        // the call may still start, which handlers wait for it, and whether it was applied.
         let chain = match &relay {
             Some(relay) if !relay.begin() => return None,
             Some(relay) => relay.meta().chain.clone(),
             None => Chain::default(),
         };
+        let applying = relay.as_ref().and_then(|relay| {
+            let key = relay.meta().idempotency_key.as_ref()?;
+            Some(Applying { relay, key })
+        });
+        if let Some(Applying { relay, key }) = &applying {
+            if let Some(applied) = st.applied.find(key) {
+                // Applied before: answer with what it answered, and do not apply it again.
+                relay.replay(applied.reply.as_deref());
+                self.slot.touch();
+                return None;
+            }
+        }
         let me = self.myself.clone();
-        self.run(st, chain, async move |user| {
+        self.run(st, chain, applying, async move |user| {
             self.actor.handle(me, msg, user).await
         })
         .await
@@ -326,7 +379,7 @@ impl<A: VirtualActor> Host<A> {
     /// Passes a child's supervision event to the user's actor.
     async fn supervise(&self, st: &mut HostState<A>, event: SupervisionEvent) -> Option<Ending> {
         let me = self.myself.clone();
-        self.run(st, Chain::default(), async move |user| {
+        self.run(st, Chain::default(), None, async move |user| {
             self.actor.handle_supervisor_evt(me, event, user).await
         })
         .await

@@ -23,7 +23,8 @@ use crate::{
     engine::slot::{AfterStop, Queued, Slot},
 };
 use overmind_core::{
-    codec::{self, Payload, Record},
+    applied::AppliedCalls,
+    codec::{self, Payload, Record, RecordError},
     migration::{Read, SchemaError},
 };
 
@@ -443,6 +444,12 @@ async fn activate<A: VirtualActor>(
     let rt = &slot.kind.rt;
     let (version, record) = load_record(slot).await?;
     let stored = read_state(slot, record.as_ref().and_then(|r| r.payload.as_ref()))?;
+    let applied_bytes = record
+        .as_ref()
+        .map(|r| r.applied.clone())
+        .unwrap_or_default();
+    let applied = AppliedCalls::decode(&applied_bytes)
+        .map_err(|_| ActivationError::CorruptRecord(RecordError::Malformed("applied calls")))?;
     let (version, lease) = store_before_serving(slot, grant, version, record, &stored).await?;
     let activation = lease
         .as_ref()
@@ -453,6 +460,7 @@ async fn activate<A: VirtualActor>(
         lease,
         activation,
         member: grant.member,
+        applied: (applied, applied_bytes),
     };
     let (host, mailbox) = host::start(slot, loaded).await?;
     Ok(Started {
@@ -508,7 +516,8 @@ async fn store_before_serving<A: VirtualActor>(
         {
             return Ok((version, None));
         }
-        let bytes = codec::encode_record(A::KIND, None, state);
+        let applied = record.as_ref().map_or(&[][..], |r| &r.applied);
+        let bytes = codec::encode_record(A::KIND, None, state, applied);
         let version = rt
             .store
             .save(&slot.key, version, &bytes)
@@ -517,7 +526,8 @@ async fn store_before_serving<A: VirtualActor>(
         return Ok((version, None));
     };
     check_lease(slot, record.as_ref().and_then(|r| r.lease.as_ref()), grant)?;
-    let taken = codec::encode_record(A::KIND, Some(&lease), state);
+    let applied = record.as_ref().map_or(&[][..], |r| &r.applied);
+    let taken = codec::encode_record(A::KIND, Some(&lease), state, applied);
     let version = rt
         .store
         .save(&slot.key, version, &taken)

@@ -12,7 +12,7 @@ use overmind_core::codec;
 use ractor::RpcReplyPort;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::reply::{CallMeta, Gate, Relay, Settle};
+use super::reply::{CallMeta, Gate, Relay, ReplyCodec, Settle};
 use crate::Error;
 
 /// A virtual actor's message type that can travel to the node owning its actor.
@@ -241,8 +241,14 @@ impl Incoming {
 
     /// The reply port for the call's message; its reply is released through the slot's gate,
     /// then encoded for the caller.
-    fn reply_port<T: Serialize + Send + 'static>(&mut self) -> RpcReplyPort<T> {
-        let (port, relay, caller) = Relay::<T>::new(self.gate.clone(), self.meta.clone());
+    fn reply_port<T: Serialize + DeserializeOwned + Send + 'static>(&mut self) -> RpcReplyPort<T> {
+        // An idempotent call's reply is kept with the state, to answer a repeat.
+        let codec = self
+            .meta
+            .idempotency_key
+            .is_some()
+            .then(ReplyCodec::<T>::serde);
+        let (port, relay, caller) = Relay::<T>::new(self.gate.clone(), self.meta.clone(), codec);
         let key = self.gate.key().clone();
         let answer = async move {
             let value = match caller.await {
@@ -264,7 +270,7 @@ impl Incoming {
 
 /// The reply port of a call variant that arrived: refused if it arrived as a cast.
 #[doc(hidden)]
-pub fn reply_port<T: Serialize + Send + 'static>(
+pub fn reply_port<T: Serialize + DeserializeOwned + Send + 'static>(
     variant: &'static str,
     call: &mut Option<&mut Incoming>,
 ) -> Result<RpcReplyPort<T>, DecodeError> {

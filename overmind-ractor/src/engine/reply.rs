@@ -37,6 +37,33 @@ pub(crate) struct CallMeta {
     pub(crate) timeout: Option<Timeout>,
     /// The actors whose handlers wait for this call.
     pub(crate) chain: Chain,
+    /// The call's idempotency key, if it has one: an actor applies a call with a given key
+    /// once, and answers a repeat with the first reply.
+    pub(crate) idempotency_key: Option<Arc<str>>,
+}
+
+/// How a call's reply is kept with the actor's state, for a repeat of an idempotent call.
+pub(crate) struct ReplyCodec<T> {
+    encode: fn(&T) -> Option<Vec<u8>>,
+    decode: fn(&[u8]) -> Result<T, String>,
+}
+
+impl<T> Clone for ReplyCodec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ReplyCodec<T> {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> ReplyCodec<T> {
+    /// The reply's serde encoding, as states are encoded.
+    pub(crate) fn serde() -> Self {
+        Self {
+            encode: |value| overmind_core::codec::encode_state(value).ok(),
+            decode: |bytes| overmind_core::codec::decode_state(bytes).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A call's timeout and when it ends.
@@ -57,6 +84,15 @@ impl CallMeta {
                 })
             }),
             chain,
+            idempotency_key: None,
+        }
+    }
+
+    /// This call's metadata with an idempotency key.
+    pub(crate) fn with_idempotency_key(self, key: Option<Arc<str>>) -> Self {
+        Self {
+            idempotency_key: key,
+            ..self
         }
     }
 
@@ -133,6 +169,12 @@ pub(crate) trait Settle: Send + Sync {
     /// The host is about to run the call's handler: false if it must not, because the caller
     /// withdrew the call or its timeout passed (the caller is then told it was not handled).
     fn begin(&self) -> bool;
+    /// The reply the handler sent, encoded to be kept with the state (for an idempotent
+    /// call, after its handler returned); `None` if it sent none or it cannot be kept.
+    fn capture(&self) -> Option<Vec<u8>>;
+    /// Answers a repeat of an idempotent call that was applied: with its kept reply, or, if
+    /// none was kept, with an error saying it was applied.
+    fn replay(&self, reply: Option<&[u8]>);
 }
 
 /// Where a call is, between its caller and its handler.
@@ -144,6 +186,8 @@ const WITHDRAWN: u8 = 2;
 pub(crate) struct Relay<T> {
     gate: Arc<Gate>,
     meta: CallMeta,
+    /// For a call whose reply may be kept (an idempotent call).
+    codec: Option<ReplyCodec<T>>,
     /// [`QUEUED`], [`STARTED`] or [`WITHDRAWN`]: whichever of the host and the caller moves
     /// it from `QUEUED` first decides whether the handler runs.
     phase: AtomicU8,
@@ -155,15 +199,23 @@ enum RelayState<T> {
         from_handler: oneshot::Receiver<T>,
         to_caller: oneshot::Sender<Result<T, Error>>,
     },
+    /// The reply, taken out of the handler's channel to be kept with the state; released
+    /// like one still in the channel.
+    Replied {
+        value: T,
+        to_caller: oneshot::Sender<Result<T, Error>>,
+    },
     Settled,
 }
 
 impl<T: Send + 'static> Relay<T> {
     /// A relay for a new call: the port to put in the message, the relay, and the caller's end.
+    /// `codec` is given for a call whose reply may be kept with the state (an idempotent one).
     #[allow(clippy::type_complexity)] // reason: three distinct ends of one call, named at the call site
     pub(crate) fn new(
         gate: Arc<Gate>,
         meta: CallMeta,
+        codec: Option<ReplyCodec<T>>,
     ) -> (
         oneshot::Sender<T>,
         Arc<Self>,
@@ -174,6 +226,7 @@ impl<T: Send + 'static> Relay<T> {
         let relay = Arc::new(Self {
             gate,
             meta,
+            codec,
             phase: AtomicU8::new(QUEUED),
             state: Mutex::new(RelayState::Waiting {
                 from_handler,
@@ -223,26 +276,93 @@ impl<T: Send + 'static> Settle for Relay<T> {
     fn settle(&self, outcome: &Outcome) {
         let (reply, to_caller) = {
             let mut state = self.state.lock();
-            let RelayState::Waiting { from_handler, .. } = &mut *state else {
-                return;
-            };
-            let reply = match (outcome, from_handler.try_recv()) {
-                (Ok(()), Ok(value)) => Ok(value),
-                // A wake with nothing sent yet: keep waiting (the waker stays registered).
-                (Ok(()), Err(oneshot::error::TryRecvError::Empty)) => return,
-                (Ok(()), Err(oneshot::error::TryRecvError::Closed)) => Err(Error::NoReply {
-                    key: self.gate.key().clone(),
-                }),
+            match (std::mem::replace(&mut *state, RelayState::Settled), outcome) {
+                (RelayState::Settled, _) => return,
                 // A failure settles the call whether or not a reply was sent.
-                (Err(e), _) => Err(e.clone()),
-            };
-            match std::mem::replace(&mut *state, RelayState::Settled) {
-                RelayState::Waiting { to_caller, .. } => (reply, to_caller),
-                RelayState::Settled => return,
+                (
+                    RelayState::Waiting { to_caller, .. } | RelayState::Replied { to_caller, .. },
+                    Err(e),
+                ) => (Err(e.clone()), to_caller),
+                (RelayState::Replied { value, to_caller }, Ok(())) => (Ok(value), to_caller),
+                (
+                    RelayState::Waiting {
+                        mut from_handler,
+                        to_caller,
+                    },
+                    Ok(()),
+                ) => match from_handler.try_recv() {
+                    Ok(value) => (Ok(value), to_caller),
+                    // A wake with nothing sent yet: keep waiting (the waker stays registered).
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        *state = RelayState::Waiting {
+                            from_handler,
+                            to_caller,
+                        };
+                        return;
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => (
+                        Err(Error::NoReply {
+                            key: self.gate.key().clone(),
+                        }),
+                        to_caller,
+                    ),
+                },
             }
         };
         // The caller may have given up (timeout, dropped future): nothing to do then.
         let _ = to_caller.send(reply);
+    }
+
+    fn capture(&self) -> Option<Vec<u8>> {
+        let codec = self.codec?;
+        let mut state = self.state.lock();
+        match std::mem::replace(&mut *state, RelayState::Settled) {
+            RelayState::Waiting {
+                mut from_handler,
+                to_caller,
+            } => match from_handler.try_recv() {
+                Ok(value) => {
+                    let kept = (codec.encode)(&value);
+                    *state = RelayState::Replied { value, to_caller };
+                    kept
+                }
+                Err(_) => {
+                    *state = RelayState::Waiting {
+                        from_handler,
+                        to_caller,
+                    };
+                    None
+                }
+            },
+            RelayState::Replied { value, to_caller } => {
+                let kept = (codec.encode)(&value);
+                *state = RelayState::Replied { value, to_caller };
+                kept
+            }
+            RelayState::Settled => None,
+        }
+    }
+
+    fn replay(&self, reply: Option<&[u8]>) {
+        let key = self.gate.key();
+        let not_kept = |reason: String| Error::ReplyNotSent {
+            key: key.clone(),
+            reason: format!("the call was already applied under its idempotency key, {reason}"),
+        };
+        let result = match (reply, self.codec) {
+            (Some(bytes), Some(codec)) => (codec.decode)(bytes)
+                .map_err(|e| not_kept(format!("and its kept reply does not decode: {e}"))),
+            _ => Err(not_kept(
+                "and its reply was not kept (none was sent before the handler returned, or it was too long)".into(),
+            )),
+        };
+        let to_caller = match std::mem::replace(&mut *self.state.lock(), RelayState::Settled) {
+            RelayState::Waiting { to_caller, .. } | RelayState::Replied { to_caller, .. } => {
+                to_caller
+            }
+            RelayState::Settled => return,
+        };
+        let _ = to_caller.send(result);
     }
 
     fn meta(&self) -> &CallMeta {

@@ -495,6 +495,14 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 .await,
         ),
         "get" => result(om.actor::<A>(id).call(CounterMsg::Get, timeout).await),
+        "add_once" => {
+            let key = cmd["key"].as_str().unwrap_or_default().to_owned();
+            result(
+                om.actor::<A>(id)
+                    .call_idempotent(key, |r| CounterMsg::AddAndGet(n, r), timeout)
+                    .await,
+            )
+        }
         "apply" => {
             let change = match cmd["note"].as_str() {
                 Some(note) => Change::Add {
