@@ -3,7 +3,7 @@
 //! must be 0. The long soak: `cargo run --release -p overmind-tests --features cluster --bin
 //! overmind-faults -- --runs 20 --seconds 60`.
 
-use overmind_tests::faults::{self, Binaries, Fault, Plan};
+use overmind_tests::faults::{self, Binaries, Fault, Options, Plan, Workload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_alone_and_mixed_keeps_both_invariants() {
@@ -25,6 +25,12 @@ async fn every_fault_alone_and_mixed_keeps_both_invariants() {
         reports.push(faults::run(&bins, Plan::Single(fault), i as u64 + 1, seconds).await);
     }
     reports.push(faults::run(&bins, Plan::Mixed, 42, 30).await);
+    // Every increment keyed and retried until acknowledged: each is applied exactly once.
+    let keyed = Options {
+        workload: Workload::Idempotent,
+        ..Options::default()
+    };
+    reports.push(faults::run_with(&bins, Plan::Mixed, 43, 24, keyed).await);
     let violations = faults::summarize(&reports);
     assert_eq!(violations, 0, "see the violations above");
     for r in &reports {

@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! cargo run --release -p overmind-tests --features cluster --bin overmind-faults -- \
-//!     --runs 20 --seconds 60 [--seed 1] [--warm 0] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
+//!     --runs 20 --seconds 60 [--seed 1] [--warm 0] [--idempotent 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
 //! ```
 //!
 //! `--warm N` makes N more actors active before the load starts (and after each join and
-//! leave of `Scale`), so planned moves hand that many activations over.
+//! leave of `Scale`), so planned moves hand that many activations over. `--idempotent 1`
+//! gives every increment an idempotency key and retries it until acknowledged.
 
-use overmind_tests::faults::{self, Binaries, Fault, Plan};
+use overmind_tests::faults::{self, Binaries, Fault, Options, Plan, Workload};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -62,7 +63,12 @@ async fn main() {
     }
     let mut reports = Vec::new();
     for run in 0..runs {
-        let report = faults::run_warm(&bins, plan, seed + run, seconds, warm).await;
+        let workload = match flags.get("idempotent").map(String::as_str) {
+            Some("1") => Workload::Idempotent,
+            _ => Workload::Plain,
+        };
+        let options = Options { warm, workload };
+        let report = faults::run_with(&bins, plan, seed + run, seconds, options).await;
         println!(
             "run {}/{runs}: {} violations",
             run + 1,

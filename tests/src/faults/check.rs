@@ -138,10 +138,15 @@ pub fn check(
                 ));
             }
         }
-        if final_value < acked.len() as i64 || final_value > incs.len() as i64 {
+        // Effects are counted: every acknowledged increment took effect once, and of the
+        // others only those whose outcome was left open may have (a definite failure says
+        // it did not; an idempotent increment retried counts once).
+        let open = incs.iter().filter(|o| o.r == "timeout").count();
+        if final_value < acked.len() as i64 || final_value > (acked.len() + open) as i64 {
             out.violations.push(format!(
-                "{key}: final value {final_value} outside [{} acknowledged, {} invoked]",
+                "{key}: final value {final_value} outside [{} acknowledged, {} acknowledged or indeterminate] ({} increments invoked)",
                 acked.len(),
+                acked.len() + open,
                 incs.len()
             ));
         }
@@ -293,6 +298,16 @@ mod tests {
         let two = BTreeMap::from([("a".to_owned(), 2)]);
         assert!(
             !check(&stale, &[], &HashMap::new(), 100, &two)
+                .violations
+                .is_empty()
+        );
+        // A definite failure that took effect: 2 increments, one failed, final value 2.
+        let mut failed = op("a", "inc", 20, 30, 0);
+        failed.r = "fail".into();
+        failed.v = None;
+        let applied = [op("a", "inc", 0, 10, 1), failed];
+        assert!(
+            !check(&applied, &[], &HashMap::new(), 100, &two)
                 .violations
                 .is_empty()
         );

@@ -92,6 +92,34 @@ pub enum Plan {
     Mixed,
 }
 
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Increments and reads; an increment whose outcome is left open is not retried.
+    Plain,
+    /// Increments with idempotency keys, each retried with its key until acknowledged, and
+    /// reads: the checker's effect count then finds any increment applied twice.
+    Idempotent,
+}
+
+/// How a run is made, besides its plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// More actors made active before the clients start (and again after each step of
+    /// [`Fault::Scale`]), so planned moves hand many activations over.
+    pub warm: usize,
+    pub workload: Workload,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            warm: 0,
+            workload: Workload::Plain,
+        }
+    }
+}
+
 /// The binaries a run starts.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -411,7 +439,12 @@ impl Cluster {
         }
     }
 
-    fn start_clients(&self, seconds: u64, seed: u64) -> Vec<(tokio::process::Child, PathBuf)> {
+    fn start_clients(
+        &self,
+        seconds: u64,
+        seed: u64,
+        workload: Workload,
+    ) -> Vec<(tokio::process::Child, PathBuf)> {
         let nodes: Vec<String> = self
             .control
             .iter()
@@ -435,6 +468,14 @@ impl Cluster {
                         &(seed * 10 + c as u64 + 1).to_string(),
                     ])
                     .args(["--name", &format!("c{c}")])
+                    .args([
+                        "--idempotent",
+                        if workload == Workload::Idempotent {
+                            "1"
+                        } else {
+                            "0"
+                        },
+                    ])
                     .arg("--out")
                     .arg(&out)
                     .stdin(Stdio::null())
@@ -521,19 +562,24 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
 
 /// Runs one plan for `seconds` of workload.
 pub async fn run(bins: &Binaries, plan: Plan, seed: u64, seconds: u64) -> Report {
-    run_warm(bins, plan, seed, seconds, 0).await
+    run_with(bins, plan, seed, seconds, Options::default()).await
 }
 
-/// [`run`], with `warm` more actors made active before the clients start (and again after
-/// each step of [`Fault::Scale`]), so that planned moves hand many activations over while
-/// the checked actors are called. Every activation's events are checked, the warm ones' too.
-pub async fn run_warm(bins: &Binaries, plan: Plan, seed: u64, seconds: u64, warm: usize) -> Report {
+/// [`run`], made as `options` say. Every activation's events are checked, the warm ones'
+/// too.
+pub async fn run_with(
+    bins: &Binaries,
+    plan: Plan,
+    seed: u64,
+    seconds: u64,
+    options: Options,
+) -> Report {
     let mut rng = Rng::new(seed);
     let mut cluster = Cluster::start(bins).await;
-    cluster.warm = warm;
+    cluster.warm = options.warm;
     cluster.warm_up().await;
     let started = Instant::now();
-    let clients = cluster.start_clients(seconds, seed);
+    let clients = cluster.start_clients(seconds, seed, options.workload);
     let until = started + Duration::from_secs(seconds);
     let mut faults = Vec::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -553,7 +599,8 @@ pub async fn run_warm(bins: &Binaries, plan: Plan, seed: u64, seconds: u64, warm
     }
     let mut histories = Vec::new();
     for (mut child, out) in clients {
-        let _ = tokio::time::timeout(Duration::from_secs(seconds + 60), child.wait()).await;
+        // Idempotent clients retry for a while after the run: wait for that too.
+        let _ = tokio::time::timeout(Duration::from_secs(seconds + 90), child.wait()).await;
         histories.push(out);
     }
     cluster.heal_all().await;
@@ -576,10 +623,14 @@ pub async fn run_warm(bins: &Binaries, plan: Plan, seed: u64, seconds: u64, warm
     outcome
         .violations
         .extend(cluster.check_serving(&finals).await);
+    let keys = match options.workload {
+        Workload::Plain => "",
+        Workload::Idempotent => "+keys",
+    };
     Report {
         plan: match plan {
-            Plan::Single(f) => format!("{f:?}"),
-            Plan::Mixed => "Mixed".into(),
+            Plan::Single(f) => format!("{f:?}{keys}"),
+            Plan::Mixed => format!("Mixed{keys}"),
         },
         faults,
         outcome,
