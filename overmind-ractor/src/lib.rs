@@ -17,7 +17,7 @@ mod error;
 pub use builder::OvermindBuilder;
 pub use engine::actor::{Activation, ActivationEvent, ActivationEventKind, VirtualActor};
 pub use engine::current::VirtualActorRef;
-pub use engine::handle::VirtualRef;
+pub use engine::handle::{RELIABLE_ATTEMPT_TIMEOUT, VirtualRef};
 pub use engine::message::VirtualMessage;
 pub use engine::overmind::{ClusterInfo, Overmind, Stats};
 pub use engine::supervisor::{SUPERVISOR_NAME_PREFIX, SupervisorMsg};

@@ -33,6 +33,10 @@ enum HopMsg {
     Hold(RpcReplyPort<u32>),
     /// Counts.
     Touch(RpcReplyPort<u32>),
+    /// Counts; a cast.
+    Bump,
+    /// Replies with the count.
+    Count(RpcReplyPort<u32>),
     /// Counts, without replying before the handler returns.
     TouchReplyLater(RpcReplyPort<u32>),
     /// Stops `myself` from the handler.
@@ -94,6 +98,10 @@ impl Actor for Hopper {
             }
             HopMsg::Touch(reply) => {
                 hops.handled += 1;
+                let _ = reply.send(hops.handled);
+            }
+            HopMsg::Bump => hops.handled += 1,
+            HopMsg::Count(reply) => {
                 let _ = reply.send(hops.handled);
             }
             HopMsg::TouchReplyLater(reply) => {
@@ -312,5 +320,43 @@ async fn a_repeated_idempotent_call_is_answered_with_its_first_reply_and_applied
         .unwrap_err();
     assert!(matches!(&bad, Error::InvalidIdempotencyKey { .. }), "{bad}");
     assert!(!bad.may_have_taken_effect());
+    f.overmind.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_cast_is_stored_when_it_returns_and_applied_once() {
+    let f = start().await;
+    let actor = f.overmind.actor::<Hopper>("acked");
+    actor
+        .cast_acknowledged("bump-1", HopMsg::Bump, None)
+        .await
+        .unwrap();
+    actor
+        .cast_acknowledged("bump-1", HopMsg::Bump, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        actor.call(HopMsg::Touch, None).await.unwrap(),
+        2,
+        "the repeat was not applied"
+    );
+    // In the background, until it is stored; a repeat of its key changes nothing.
+    actor.cast_reliably("bump-2", || HopMsg::Bump).unwrap();
+    actor.cast_reliably("bump-2", || HopMsg::Bump).unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while actor.call(HopMsg::Count, None).await.unwrap() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bump-2 never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    actor
+        .cast_acknowledged("bump-2", HopMsg::Bump, None)
+        .await
+        .unwrap();
+    assert_eq!(actor.call(HopMsg::Count, None).await.unwrap(), 3);
+    let bad = actor.cast_reliably("", || HopMsg::Bump).unwrap_err();
+    assert!(matches!(bad, Error::InvalidIdempotencyKey { .. }), "{bad}");
     f.overmind.shutdown().await.unwrap();
 }

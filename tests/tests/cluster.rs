@@ -324,6 +324,52 @@ async fn idempotent_calls_retried_across_an_owner_kill_apply_once() {
     }
 }
 
+/// Reliable casts (a saga's releases, say) sent just before their actors' owner is killed
+/// all arrive, each once, on the actors' next owners: the sender repeats each one with its
+/// key until it is acknowledged as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_casts_reach_their_actors_once_through_an_owner_kill() {
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, mut b, c) = three(&zk, &pg).await;
+    const CASTS: i64 = 5;
+    let ids: Vec<String> = owned_by(&a.owners("rel-", 120).await, "b", "rel-")
+        .into_iter()
+        .take(24)
+        .collect();
+    assert!(ids.len() >= 10, "b owns {} of 120", ids.len());
+    for id in &ids {
+        assert_eq!(a.add(id, 0).await, Ok(0), "{id} is active on b");
+    }
+    for j in 0..CASTS {
+        for id in &ids {
+            let cast = serde_json::json!({
+                "op": "cast_reliably", "id": id, "key": format!("{id}-{j}"), "n": 1
+            });
+            assert_eq!(a.request(cast).await["ok"], 0);
+        }
+    }
+    b.kill().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    for id in &ids {
+        loop {
+            let value = c.get_within(id, Duration::from_secs(5)).await;
+            if value == Ok(CASTS) {
+                break;
+            }
+            assert!(
+                matches!(value, Err(_) | Ok(0..CASTS)),
+                "{id}: {value:?}, more than the {CASTS} casts sent"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id}: {value:?} of {CASTS} casts arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_hands_its_actors_over_with_their_state() {
     let zk = ZooKeeper::start();

@@ -19,6 +19,7 @@ use crate::{
     engine::{
         message::{Incoming, VirtualMessage},
         registry::{Kind, ReleasedLease},
+        reply::Ack,
         slot::Slot,
     },
 };
@@ -149,6 +150,23 @@ fn deliver_now<A: VirtualActor>(
             if let Err(e) = slot.send(msg, None) {
                 tracing::warn!(%key, error = %e.error, "could not deliver a cast from another node");
             }
+        }
+        Some(reply) if call.acknowledged => {
+            // A cast whose sender waits until it is stored: answered with an empty reply.
+            let msg = match decode_message::<A::Msg>(A::KIND, &variant, &args, None) {
+                Ok(msg) => msg,
+                Err(error) => return respond(Some(reply), Err(error)),
+            };
+            let (ack, stored) = Ack::new(key.clone(), call.into_meta());
+            if let Err(e) = slot.send(msg, Some(ack)) {
+                return respond(Some(reply), Err(e.error));
+            }
+            let in_flight = link.call_in_flight();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                let outcome = stored.await.unwrap_or(Err(Error::NoReply { key }));
+                respond(Some(reply), outcome.map(|()| Vec::new()));
+            });
         }
         Some(reply) => {
             let mut incoming = Incoming::new(slot.gate.clone(), call.into_meta());

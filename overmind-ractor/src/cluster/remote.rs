@@ -57,6 +57,12 @@ where
             }));
         }
     };
+    // An acknowledged cast is sent like a call whose reply says only that it was stored.
+    let reply_to = match encoded.reply {
+        Some(reply_to) => Some(reply_to),
+        None if meta.acknowledged => Some(Box::new(|_: &[u8]| Ok(())) as ReplyTo),
+        None => None,
+    };
     let envelope = Envelope {
         kind: A::KIND.to_owned(),
         id: key.id().to_owned(),
@@ -64,12 +70,12 @@ where
         hops: 0,
         variant: encoded.variant.to_owned(),
         args: encoded.args,
-        call: match encoded.reply {
+        call: match reply_to {
             Some(_) => CallInfo::from_meta(meta),
             None => CallInfo::default(),
         },
     };
-    send_envelope(link, key, &owner.name, &envelope, encoded.reply, relay).map_err(NotSent::Lost)
+    send_envelope(link, key, &owner.name, &envelope, reply_to, relay).map_err(NotSent::Lost)
 }
 
 /// A message sent, whose reply was lost with the link: it may have been handled.
@@ -135,9 +141,12 @@ fn send_envelope(
             },
         };
         // Fail the relay before the port is dropped, so the caller sees this error rather
-        // than a bare "no reply".
-        if let (Err(e), Some(relay)) = (&outcome, &relay) {
-            reply::fail(relay, e.clone());
+        // than a bare "no reply". (A call's relay is released by its port; an acknowledged
+        // cast's has none, so it is told here.)
+        match (&outcome, &relay) {
+            (Err(e), Some(relay)) => reply::fail(relay, e.clone()),
+            (Ok(()), Some(relay)) => relay.handled(&Ok(())),
+            (_, None) => {}
         }
         drop(unanswered);
         let _ = done_tx.send(outcome);

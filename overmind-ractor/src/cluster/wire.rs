@@ -54,6 +54,8 @@ pub(crate) struct CallInfo {
     pub(crate) chain: Vec<Link>,
     /// The call's idempotency key, if it has one.
     pub(crate) idempotency_key: Option<String>,
+    /// A cast whose sender waits for a reply saying it was handled and stored.
+    pub(crate) acknowledged: bool,
 }
 
 impl CallInfo {
@@ -67,16 +69,22 @@ impl CallInfo {
             }),
             chain: meta.chain.links().to_vec(),
             idempotency_key: meta.idempotency_key.as_deref().map(str::to_owned),
+            acknowledged: meta.acknowledged,
         }
     }
 
     /// The call's metadata on the receiving node (its timeout counted from now).
     pub(crate) fn into_meta(self) -> CallMeta {
-        CallMeta::new(
+        let meta = CallMeta::new(
             self.timeout_ms.map(Duration::from_millis),
             Chain::from_links(self.chain),
         )
-        .with_idempotency_key(self.idempotency_key.map(Arc::from))
+        .with_idempotency_key(self.idempotency_key.map(Arc::from));
+        if self.acknowledged {
+            meta.acknowledged()
+        } else {
+            meta
+        }
     }
 
     fn check(&self) -> Result<(), String> {
@@ -312,6 +320,7 @@ mod tests {
                     id: "c1".into(),
                 }],
                 idempotency_key: Some("order-17".into()),
+                acknowledged: false,
             },
         };
         assert_eq!(Envelope::decode(&env.encode().unwrap()).unwrap(), env);
@@ -385,31 +394,37 @@ mod tests {
                 timeout_ms: Some(u64::MAX),
                 chain: Vec::new(),
                 idempotency_key: None,
+                acknowledged: false,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("k", "i"); MAX_CHAIN + 1],
                 idempotency_key: None,
+                acknowledged: false,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("no/such kind", "i")],
                 idempotency_key: None,
+                acknowledged: false,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: vec![link("k", "")],
                 idempotency_key: None,
+                acknowledged: false,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: Vec::new(),
                 idempotency_key: Some(String::new()),
+                acknowledged: false,
             },
             CallInfo {
                 timeout_ms: None,
                 chain: Vec::new(),
                 idempotency_key: Some("k".repeat(257)),
+                acknowledged: false,
             },
         ];
         for call in refused {
@@ -423,6 +438,7 @@ mod tests {
             timeout_ms: Some(MAX_TIMEOUT_MS),
             chain: vec![link("k", "i"); MAX_CHAIN],
             idempotency_key: Some("k".repeat(256)),
+            acknowledged: true,
         };
         let frame = envelope(longest.clone()).encode().unwrap();
         assert_eq!(Envelope::decode(&frame).unwrap().call, longest);

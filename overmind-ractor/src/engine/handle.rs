@@ -10,7 +10,7 @@ use crate::{
     Error, SendError, VirtualActor,
     engine::{
         distribution::NotSent,
-        reply::{CallMeta, Relay, ReplyCodec},
+        reply::{Ack, CallMeta, Relay, ReplyCodec},
         slot::Slot,
     },
 };
@@ -96,6 +96,15 @@ impl<A: VirtualActor> VirtualRef<A> {
         }
     }
 
+    /// The node's runtime, unless the handle is invalid.
+    fn runtime(&self) -> Result<&Arc<crate::engine::runtime::Runtime>, Error> {
+        match &self.target {
+            Target::Invalid(e) => Err(e.clone()),
+            Target::Local(slot) => Ok(&slot.kind.rt),
+            Target::Routed(r) => Ok(&r.kind.rt),
+        }
+    }
+
     fn route(&self) -> Result<Route<A>, Error> {
         match &self.target {
             Target::Invalid(e) => Err(e.clone()),
@@ -107,7 +116,8 @@ impl<A: VirtualActor> VirtualRef<A> {
     /// Sends a message without waiting. Ok means Overmind accepted it: it will be handled
     /// unless the actor cannot be activated (which is logged). A cast to an actor on another
     /// node is sent over the link to that node; if the link drops first, it is lost (logged) —
-    /// use [`Self::call`] to know.
+    /// use [`Self::cast_acknowledged`] to know, or [`Self::cast_reliably`] to have it
+    /// repeated until it arrives.
     pub fn cast(&self, message: A::Msg) -> Result<(), SendError<A::Msg>> {
         let route = match self.route() {
             Ok(route) => route,
@@ -127,6 +137,117 @@ impl<A: VirtualActor> VirtualRef<A> {
                 }
             }
         }
+    }
+
+    /// Sends a cast and waits until it was handled and the state its handler left behind is
+    /// stored, on whichever node owns the actor: a cast acknowledged like a call. The
+    /// idempotency key makes it safe to send again after a failure whose
+    /// [`Error::may_have_taken_effect`] is true: the actor applies a message with a given key
+    /// once (see [`Self::call_idempotent`] for how long keys are kept). The timeout travels
+    /// with it as a call's does ([`Error::Expired`], [`Error::Timeout`]).
+    ///
+    /// [`Self::cast_reliably`] repeats it in the background until it is acknowledged.
+    pub async fn cast_acknowledged(
+        &self,
+        idempotency_key: impl Into<String>,
+        message: A::Msg,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        let key = self.key()?.clone();
+        let idempotency_key = checked_idempotency_key(&key, idempotency_key.into())?;
+        let route = self.route()?;
+        let chain = crate::engine::current::outgoing();
+        if chain.contains(&key) {
+            return Err(Error::CallCycle {
+                chain: chain.to_string(),
+                key,
+            });
+        }
+        let meta = CallMeta::new(timeout, chain)
+            .with_idempotency_key(Some(idempotency_key))
+            .acknowledged();
+        let mut withdrawable = None;
+        let acknowledged = async {
+            match route {
+                Route::Local(slot) => {
+                    let (ack, acknowledged) = Ack::new(key.clone(), meta);
+                    withdrawable = Some(ack.clone());
+                    slot.send(message, Some(ack)).map_err(|e| e.error)?;
+                    acknowledged
+                        .await
+                        .unwrap_or(Err(Error::NoReply { key: key.clone() }))
+                }
+                Route::Remote { via: r, owner } => {
+                    match r
+                        .send_remote(&owner, message, &meta)
+                        .map_err(NotSent::into_error)?
+                    {
+                        Some(outcome) => outcome
+                            .await
+                            .unwrap_or(Err(Error::NoReply { key: key.clone() })),
+                        None => Err(Error::NoReply { key: key.clone() }),
+                    }
+                }
+            }
+        };
+        let Some(timeout) = timeout else {
+            return acknowledged.await;
+        };
+        match tokio::time::timeout(timeout, acknowledged).await {
+            Ok(outcome) => outcome,
+            Err(_) => match withdrawable {
+                Some(ack) if ack.withdraw() => Err(Error::Expired { key, timeout }),
+                _ => Err(Error::Timeout { key, timeout }),
+            },
+        }
+    }
+
+    /// Delivers a cast at least once and applies it once: [`Self::cast_acknowledged`],
+    /// repeated in the background with its idempotency key until the actor's owner has
+    /// handled and stored it, through lost links, killed owners and moves. `make` builds the
+    /// message for each attempt.
+    ///
+    /// It returns at once; attempts wait [`RELIABLE_ATTEMPT_TIMEOUT`] each and are retried
+    /// after a pause that doubles from 100 ms up to 5 s. It gives up (logging an error) only
+    /// when the message itself is refused: its handler returned an error or panicked, or it
+    /// cannot be encoded. The attempts live in this process's memory: if this node shuts down
+    /// or crashes first, the cast is not delivered (logged at shutdown). For delivery that
+    /// survives the sender, record the intent in an actor's state and send from there.
+    pub fn cast_reliably<F>(&self, idempotency_key: impl Into<String>, make: F) -> Result<(), Error>
+    where
+        F: Fn() -> A::Msg + Send + 'static,
+    {
+        let key = self.key()?.clone();
+        let idempotency_key: String = idempotency_key.into();
+        checked_idempotency_key(&key, idempotency_key.clone())?;
+        let rt = self.runtime()?.clone();
+        let target = self.clone();
+        rt.clone().tokio.spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            for attempt in 1u64.. {
+                let sent = target.cast_acknowledged(
+                    idempotency_key.as_str(),
+                    make(),
+                    Some(RELIABLE_ATTEMPT_TIMEOUT),
+                );
+                let error = match sent.await {
+                    Ok(()) => return,
+                    Err(error) => error,
+                };
+                if matches!(error, Error::HandlerFailed { .. } | Error::Encode { .. }) {
+                    tracing::error!(%key, %idempotency_key, %error, "a reliable cast was refused; giving up");
+                    return;
+                }
+                if rt.is_closing() {
+                    tracing::warn!(%key, %idempotency_key, %error, "this node shuts down: a reliable cast was not delivered");
+                    return;
+                }
+                tracing::debug!(%key, %idempotency_key, attempt, %error, "a reliable cast will be sent again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+        Ok(())
     }
 
     /// Sends a message built around a reply port and waits for the reply, which arrives only
@@ -173,15 +294,9 @@ impl<A: VirtualActor> VirtualRef<A> {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
-        let idempotency_key: String = idempotency_key.into();
-        if let Err(cause) = overmind_core::applied::validate_key(&idempotency_key) {
-            return Err(Error::InvalidIdempotencyKey {
-                key: self.key()?.clone(),
-                cause,
-            });
-        }
+        let idempotency_key = checked_idempotency_key(self.key()?, idempotency_key.into())?;
         let codec = ReplyCodec::<T>::serde();
-        self.call_with(build, timeout, Some((idempotency_key.into(), codec)))
+        self.call_with(build, timeout, Some((idempotency_key, codec)))
             .await
     }
 
@@ -285,6 +400,20 @@ impl<A: VirtualActor> VirtualRef<A> {
     }
 }
 
+/// How long each attempt of [`VirtualRef::cast_reliably`] waits for its acknowledgement.
+pub const RELIABLE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An idempotency key for a message to `key`, if it is a valid one.
+fn checked_idempotency_key(key: &ActorKey, idempotency_key: String) -> Result<Arc<str>, Error> {
+    match overmind_core::applied::validate_key(&idempotency_key) {
+        Ok(()) => Ok(idempotency_key.into()),
+        Err(cause) => Err(Error::InvalidIdempotencyKey {
+            key: key.clone(),
+            cause,
+        }),
+    }
+}
+
 fn port_with<T>(
     port: tokio::sync::oneshot::Sender<T>,
     timeout: Option<Duration>,
@@ -316,7 +445,7 @@ mod routed {
     pub(crate) struct Routed<A: VirtualActor> {
         pub(crate) key: ActorKey,
         hash: u64,
-        kind: Arc<Kind<A>>,
+        pub(crate) kind: Arc<Kind<A>>,
         cache: Mutex<Option<(u64, Cached<A>)>>,
     }
 

@@ -100,12 +100,6 @@ pub(crate) struct HostState<A: VirtualActor> {
     applied_changed: bool,
 }
 
-/// An idempotent call being handled: its relay and key.
-struct Applying<'a> {
-    relay: &'a Arc<dyn Settle>,
-    key: &'a Arc<str>,
-}
-
 /// Why a host stopped taking messages, which says what becomes of the rest of its mailbox.
 enum Ending {
     /// Drained, passivated, or stopped by the user, or a handler or a save failed: the rest
@@ -274,14 +268,13 @@ impl<A: VirtualActor> Host<A> {
         Ok(())
     }
 
-    /// Runs one handler (for a message that came with `chain`) under the reply gate, then
-    /// stores. An idempotent call (`applying`) is recorded as applied in the same save. A
-    /// failure ends the activation.
+    /// Runs one handler (for a message that came with `relay`, if a call or an acknowledged
+    /// cast) under the reply gate, then stores. A call with an idempotency key is recorded as
+    /// applied in the same save. A failure ends the activation.
     async fn run<F>(
         &self,
         st: &mut HostState<A>,
-        chain: Chain,
-        applying: Option<Applying<'_>>,
+        relay: Option<&Arc<dyn Settle>>,
         handler: F,
     ) -> Option<Ending>
     where
@@ -289,6 +282,7 @@ impl<A: VirtualActor> Host<A> {
     {
         let key = &self.slot.key;
         let placement = &self.slot.kind.rt.placement;
+        let chain = relay.map(|r| r.meta().chain.clone()).unwrap_or_default();
         self.slot.gate.open();
         let ran = crate::engine::current::scope(
             self.myself.get_id(),
@@ -299,11 +293,13 @@ impl<A: VirtualActor> Host<A> {
         .await;
         let mut outcome: Outcome = match ran {
             Ok(Ok(())) => {
-                if let Some(Applying { relay, key: call }) = applying {
-                    let reply = relay.capture();
-                    st.applied
-                        .record(call.to_string(), reply, A::REMEMBERED_CALLS);
-                    st.applied_changed = true;
+                if let Some(relay) = relay {
+                    if let Some(call) = &relay.meta().idempotency_key {
+                        let reply = relay.capture();
+                        st.applied
+                            .record(call.to_string(), reply, A::REMEMBERED_CALLS);
+                        st.applied_changed = true;
+                    }
                 }
                 self.persist(st)
                     .await
@@ -330,6 +326,9 @@ impl<A: VirtualActor> Host<A> {
             });
         }
         self.slot.gate.close(&outcome);
+        if let Some(relay) = relay {
+            relay.handled(&outcome);
+        }
         self.slot.touch();
         let error = outcome.err()?;
         let rt = &self.slot.kind.rt;
@@ -352,17 +351,13 @@ impl<A: VirtualActor> Host<A> {
         let Letter { msg, relay } = letter;
         // A call's relay stays registered as its reply port's waker; here it says whether
         // the call may still start, which handlers wait for it, and whether it was applied.
-        let chain = match &relay {
-            Some(relay) if !relay.begin() => return None,
-            Some(relay) => relay.meta().chain.clone(),
-            None => Chain::default(),
-        };
-        let applying = relay.as_ref().and_then(|relay| {
-            let key = relay.meta().idempotency_key.as_ref()?;
-            Some(Applying { relay, key })
-        });
-        if let Some(Applying { relay, key }) = &applying {
-            if let Some(applied) = st.applied.find(key) {
+        if let Some(relay) = &relay {
+            if !relay.begin() {
+                return None;
+            }
+            let applied =
+                (relay.meta().idempotency_key.as_ref()).and_then(|call| st.applied.find(call));
+            if let Some(applied) = applied {
                 // Applied before: answer with what it answered, and do not apply it again.
                 relay.replay(applied.reply.as_deref());
                 self.slot.touch();
@@ -370,7 +365,7 @@ impl<A: VirtualActor> Host<A> {
             }
         }
         let me = self.myself.clone();
-        self.run(st, chain, applying, async move |user| {
+        self.run(st, relay.as_ref(), async move |user| {
             self.actor.handle(me, msg, user).await
         })
         .await
@@ -379,7 +374,7 @@ impl<A: VirtualActor> Host<A> {
     /// Passes a child's supervision event to the user's actor.
     async fn supervise(&self, st: &mut HostState<A>, event: SupervisionEvent) -> Option<Ending> {
         let me = self.myself.clone();
-        self.run(st, Chain::default(), None, async move |user| {
+        self.run(st, None, async move |user| {
             self.actor.handle_supervisor_evt(me, event, user).await
         })
         .await

@@ -40,6 +40,8 @@ pub(crate) struct CallMeta {
     /// The call's idempotency key, if it has one: an actor applies a call with a given key
     /// once, and answers a repeat with the first reply.
     pub(crate) idempotency_key: Option<Arc<str>>,
+    /// A cast whose sender waits until it was handled and stored (an [`Ack`]).
+    pub(crate) acknowledged: bool,
 }
 
 /// How a call's reply is kept with the actor's state, for a repeat of an idempotent call.
@@ -85,6 +87,15 @@ impl CallMeta {
             }),
             chain,
             idempotency_key: None,
+            acknowledged: false,
+        }
+    }
+
+    /// This metadata, for a cast whose sender waits for its acknowledgement.
+    pub(crate) fn acknowledged(self) -> Self {
+        Self {
+            acknowledged: true,
+            ..self
         }
     }
 
@@ -175,6 +186,101 @@ pub(crate) trait Settle: Send + Sync {
     /// Answers a repeat of an idempotent call that was applied: with its kept reply, or, if
     /// none was kept, with an error saying it was applied.
     fn replay(&self, reply: Option<&[u8]>);
+    /// The message's handler ran and its outcome is known (its state stored, or not). A
+    /// call's reply is settled by the gate instead, when its port wakes it.
+    fn handled(&self, _outcome: &Outcome) {}
+}
+
+/// The acknowledgement of a cast whose sender waits until it was handled and stored: it has
+/// no reply port, so the host settles it when the handler's outcome is known.
+pub(crate) struct Ack {
+    key: ActorKey,
+    meta: CallMeta,
+    phase: AtomicU8,
+    to_sender: Mutex<Option<oneshot::Sender<Result<(), Error>>>>,
+}
+
+impl Ack {
+    /// An acknowledgement for a cast to `key`, and the sender's end.
+    pub(crate) fn new(
+        key: ActorKey,
+        meta: CallMeta,
+    ) -> (Arc<Self>, oneshot::Receiver<Result<(), Error>>) {
+        let (to_sender, sender) = oneshot::channel();
+        let ack = Arc::new(Self {
+            key,
+            meta: meta.acknowledged(),
+            phase: AtomicU8::new(QUEUED),
+            to_sender: Mutex::new(Some(to_sender)),
+        });
+        (ack, sender)
+    }
+
+    /// The sender stops waiting: true if the handler had not started, and now never will.
+    pub(crate) fn withdraw(&self) -> bool {
+        withdraw(&self.phase)
+    }
+}
+
+impl Settle for Ack {
+    fn settle(&self, outcome: &Outcome) {
+        if let Some(to_sender) = self.to_sender.lock().take() {
+            let _ = to_sender.send(outcome.clone());
+        }
+    }
+
+    fn meta(&self) -> &CallMeta {
+        &self.meta
+    }
+
+    fn begin(&self) -> bool {
+        begin(&self.phase, &self.meta, || {
+            self.settle(&Err(expired(&self.key, &self.meta)));
+        })
+    }
+
+    fn capture(&self) -> Option<Vec<u8>> {
+        // Applied, with nothing to answer but that.
+        Some(Vec::new())
+    }
+
+    fn replay(&self, _reply: Option<&[u8]>) {
+        self.settle(&Ok(()));
+    }
+
+    fn handled(&self, outcome: &Outcome) {
+        self.settle(outcome);
+    }
+}
+
+/// Moves a call from queued to withdrawn: true if it had not started (or was withdrawn).
+fn withdraw(phase: &AtomicU8) -> bool {
+    match phase.compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => true,
+        Err(phase) => phase == WITHDRAWN,
+    }
+}
+
+/// Moves a call from queued to started, unless its timeout has passed (then `expired` tells
+/// its caller) or its caller withdrew it.
+fn begin(phase: &AtomicU8, meta: &CallMeta, expired: impl FnOnce()) -> bool {
+    if let Some(timeout) = meta.timeout {
+        if Instant::now() >= timeout.deadline && withdraw(phase) {
+            expired();
+            return false;
+        }
+    }
+    phase
+        .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// The error for a call whose timeout passed before its handler started.
+fn expired(key: &ActorKey, meta: &CallMeta) -> Error {
+    Error::Expired {
+        key: key.clone(),
+        timeout: meta.timeout.map(|t| t.after).unwrap_or_default(),
+    }
 }
 
 /// Where a call is, between its caller and its handler.
@@ -256,13 +362,7 @@ impl<T: Send + 'static> Relay<T> {
 impl<T> Relay<T> {
     /// The caller stops waiting: true if the handler had not started, and now never will.
     pub(crate) fn withdraw(&self) -> bool {
-        match self
-            .phase
-            .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(phase) => phase == WITHDRAWN,
-        }
+        withdraw(&self.phase)
     }
 }
 
@@ -370,18 +470,9 @@ impl<T: Send + 'static> Settle for Relay<T> {
     }
 
     fn begin(&self) -> bool {
-        if let Some(timeout) = self.meta.timeout {
-            if Instant::now() >= timeout.deadline && self.withdraw() {
-                self.settle(&Err(Error::Expired {
-                    key: self.gate.key().clone(),
-                    timeout: timeout.after,
-                }));
-                return false;
-            }
-        }
-        self.phase
-            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        begin(&self.phase, &self.meta, || {
+            self.settle(&Err(expired(self.gate.key(), &self.meta)));
+        })
     }
 }
 

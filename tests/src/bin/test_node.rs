@@ -540,6 +540,16 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
                 Err(e) => json!({"err": e.to_string()}),
             }
         }
+        "cast_reliably" => {
+            let key = cmd["key"].as_str().unwrap_or_default().to_owned();
+            match om
+                .actor::<A>(id)
+                .cast_reliably(key, move || CounterMsg::Add(n))
+            {
+                Ok(()) => json!({"ok": 0}),
+                Err(e) => json!({"err": e.to_string()}),
+            }
+        }
         "cast" => match om.actor::<A>(id).cast(CounterMsg::Add(n)) {
             Ok(()) => json!({"ok": 0}),
             Err(e) => json!({"err": e.to_string()}),
