@@ -370,6 +370,45 @@ async fn reliable_casts_reach_their_actors_once_through_an_owner_kill() {
     }
 }
 
+/// A chain of calls that comes back to an actor already waiting in it is refused at once,
+/// also when the chain crosses nodes; a chain without a cycle crosses them freely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cycle_across_nodes_is_refused_at_once() {
+    use overmind_core::ring::{DEFAULT_VNODES, Ring};
+    let zk = ZooKeeper::start();
+    let pg = Postgres::start();
+    let (a, b) = (node(&zk, &pg, "a").await, node(&zk, &pg, "b").await);
+    for n in [&a, &b] {
+        n.wait_stable(&["a", "b"]).await;
+    }
+    let ring = Ring::new(["a", "b"], DEFAULT_VNODES);
+    let on = |name: &str, skip: usize| {
+        (0..)
+            .map(|i| format!("h{i}"))
+            .filter(|id| ring.owner(&format!("hop/{id}")) == Some(name))
+            .nth(skip)
+            .expect("an id")
+    };
+    let (x, y, z) = (on("a", 0), on("b", 0), on("b", 1));
+    let via = |first: &str, path: &[&str]| {
+        a.request(serde_json::json!({
+            "op": "via", "id": first, "path": path, "timeout_ms": 20_000
+        }))
+    };
+    let through = via(&x, &[&y, &z]).await;
+    assert_eq!(through["ok"], 3, "{through}");
+    // x (on a) calls y (on b), whose handler calls x again: refused on b, at once.
+    let cycle = via(&x, &[&y, &x]).await;
+    let refused = cycle["refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{cycle}"));
+    assert!(
+        refused.contains(&format!("calling hop/{x} would wait for itself"))
+            && refused.contains(&format!("hop/{x} → hop/{y}")),
+        "{refused}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_hands_its_actors_over_with_their_state() {
     let zk = ZooKeeper::start();

@@ -96,6 +96,50 @@ async fn hold(me: &ActorRef<CounterMsg>, ms: u64, value: i64, reply: RpcReplyPor
 #[derive(Default)]
 struct CounterActor;
 
+/// Calls along a path of actors of its kind, which may live on any node.
+#[derive(VirtualMessage)]
+enum HopMsg {
+    /// Calls the first id of the path with the rest; replies with how many actors the chain
+    /// went through, or the error a call in it met.
+    Via(Vec<String>, RpcReplyPort<Result<u32, String>>),
+}
+
+struct HopActor {
+    overmind: Overmind,
+}
+
+#[virtual_actor(kind = "hop")]
+impl Actor for HopActor {
+    type Msg = HopMsg;
+    type State = ();
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<HopMsg>,
+        msg: HopMsg,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let HopMsg::Via(mut path, reply) = msg;
+        let result = if path.is_empty() {
+            Ok(1)
+        } else {
+            let next = path.remove(0);
+            let called = self
+                .overmind
+                .actor::<HopActor>(next)
+                .call(|r| HopMsg::Via(path, r), None)
+                .await;
+            match called {
+                Ok(Ok(n)) => Ok(n + 1),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let _ = reply.send(result);
+        Ok(())
+    }
+}
+
 /// A plain ractor_cluster actor: the baseline for remote call latency.
 #[derive(RactorClusterMessage)]
 enum EchoMsg {
@@ -330,6 +374,9 @@ async fn main() {
     } else {
         builder.register::<CounterActor>()
     };
+    let builder = builder.register_with(|overmind| HopActor {
+        overmind: overmind.clone(),
+    });
     let overmind = match builder.spawn().await {
         Ok(om) => om,
         Err(e) => {
@@ -537,6 +584,18 @@ async fn handle<A: overmind_ractor::VirtualActor<Msg = CounterMsg>>(
             let limit = cmd["limit"].as_u64().unwrap_or(1000) as usize;
             match om.list::<A>(cmd["after"].as_str(), limit).await {
                 Ok(ids) => json!({"ids": ids}),
+                Err(e) => json!({"err": e.to_string()}),
+            }
+        }
+        "via" => {
+            let path: Vec<String> = serde_json::from_value(cmd["path"].clone()).unwrap_or_default();
+            let called = om
+                .actor::<HopActor>(id)
+                .call(|r| HopMsg::Via(path, r), timeout)
+                .await;
+            match called {
+                Ok(Ok(n)) => json!({"ok": n}),
+                Ok(Err(e)) => json!({"refused": e}),
                 Err(e) => json!({"err": e.to_string()}),
             }
         }
