@@ -31,6 +31,16 @@ async fn every_fault_alone_and_mixed_keeps_both_invariants() {
         ..Options::default()
     };
     reports.push(faults::run_with(&bins, Plan::Mixed, 43, 24, keyed).await);
+    // A three-server ZooKeeper: its leader killed (the quorum holds), then two of its servers
+    // (the quorum is lost, and nodes stop serving within their lease), each restarted.
+    let ensemble = Options {
+        ensemble: true,
+        ..Options::default()
+    };
+    for (i, fault) in Fault::ENSEMBLE.into_iter().enumerate() {
+        let seed = 50 + i as u64;
+        reports.push(faults::run_with(&bins, Plan::Single(fault), seed, 16, ensemble).await);
+    }
     let violations = faults::summarize(&reports);
     assert_eq!(violations, 0, "see the violations above");
     for r in &reports {
@@ -47,8 +57,8 @@ async fn every_fault_alone_and_mixed_keeps_both_invariants() {
         );
     }
     // Planned moves fail no call: every node left and came back, or a new node joined and
-    // left, and no call failed or hung.
-    for plan in ["RollingRestart", "Scale"] {
+    // left, and no call failed or hung. Nor does losing one ZooKeeper server of three.
+    for plan in ["RollingRestart", "Scale", "ZooKeeperServerKill"] {
         let moves = reports
             .iter()
             .find(|r| r.plan == plan)

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo run --release -p overmind-tests --features cluster --bin overmind-faults -- \
-//!     --runs 20 --seconds 60 [--seed 1] [--warm 0] [--idempotent 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale]
+//!     --runs 20 --seconds 60 [--seed 1] [--warm 0] [--idempotent 1] [--ensemble 1] [--plan Mixed|Kill|Pause|ZooKeeperRestart|ZooKeeperCut|PeerCut|ZooKeeperWipe|RollingRestart|Scale|ZooKeeperServerKill|ZooKeeperQuorumLoss]
 //! ```
+//!
+//! `--ensemble 1` runs ZooKeeper as three servers (the two ensemble plans always do; a mixed
+//! run on an ensemble does not wipe ZooKeeper's data).
 //!
 //! `--warm N` makes N more actors active before the load starts (and after each join and
 //! leave of `Scale`), so planned moves hand that many activations over. `--idempotent 1`
@@ -35,12 +38,17 @@ async fn main() {
     };
     let plan = match flags.get("plan").map(String::as_str) {
         None | Some("Mixed") => Plan::Mixed,
-        Some(name) => match Fault::ALL.iter().find(|f| format!("{f:?}") == name) {
+        Some(name) => match Fault::ALL
+            .iter()
+            .chain(&Fault::ENSEMBLE)
+            .find(|f| format!("{f:?}") == name)
+        {
             Some(f) => Plan::Single(*f),
             None => {
                 eprintln!(
-                    "unknown plan {name}; expected Mixed or one of {:?}",
-                    Fault::ALL
+                    "unknown plan {name}; expected Mixed or one of {:?} {:?}",
+                    Fault::ALL,
+                    Fault::ENSEMBLE
                 );
                 std::process::exit(2);
             }
@@ -67,7 +75,14 @@ async fn main() {
             Some("1") => Workload::Idempotent,
             _ => Workload::Plain,
         };
-        let options = Options { warm, workload };
+        let options = Options {
+            warm,
+            workload,
+            ensemble: flags.get("ensemble").map(String::as_str) == Some("1")
+                || Fault::ENSEMBLE
+                    .iter()
+                    .any(|f| matches!(plan, Plan::Single(p) if p == *f)),
+        };
         let report = faults::run_with(&bins, plan, seed + run, seconds, options).await;
         println!(
             "run {}/{runs}: {} violations",

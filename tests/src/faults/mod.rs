@@ -27,6 +27,7 @@ use serde::Deserialize;
 use crate::rng::Rng;
 use crate::{
     cluster::{Node, NodeSpec},
+    ensemble::Ensemble,
     postgres::Postgres,
     process::free_port,
     zookeeper::ZooKeeper,
@@ -56,6 +57,12 @@ pub enum Fault {
     /// Scale out and back in under load: a new node (a new name) joins, then leaves with
     /// `shutdown`; twice. A planned move: no call may fail.
     Scale,
+    /// With a ZooKeeper ensemble: kill its leader server, restart it later. The quorum holds:
+    /// no call may fail.
+    ZooKeeperServerKill,
+    /// With a ZooKeeper ensemble: kill two of its three servers (the leader among them), so
+    /// the quorum is lost and nodes stop serving within their lease; restart them.
+    ZooKeeperQuorumLoss,
 }
 
 impl Fault {
@@ -71,6 +78,9 @@ impl Fault {
         Fault::RollingRestart,
         Fault::Scale,
     ];
+
+    /// The faults that need a ZooKeeper ensemble ([`Options::ensemble`]).
+    pub const ENSEMBLE: [Fault; 2] = [Fault::ZooKeeperServerKill, Fault::ZooKeeperQuorumLoss];
 
     /// The faults a mixed run picks from: all but the planned moves.
     pub const MIXED: [Fault; 6] = [
@@ -109,6 +119,9 @@ pub struct Options {
     /// [`Fault::Scale`]), so planned moves hand many activations over.
     pub warm: usize,
     pub workload: Workload,
+    /// Run ZooKeeper as an ensemble of three servers instead of one (for
+    /// [`Fault::ENSEMBLE`]; its data cannot be wiped).
+    pub ensemble: bool,
 }
 
 impl Default for Options {
@@ -116,6 +129,34 @@ impl Default for Options {
         Self {
             warm: 0,
             workload: Workload::Plain,
+            ensemble: false,
+        }
+    }
+}
+
+/// The ZooKeeper a run uses: one server, or an ensemble.
+enum Coordinator {
+    Single(ZooKeeper),
+    Ensemble(Ensemble),
+}
+
+impl Coordinator {
+    /// Each server's client address.
+    fn servers(&self) -> Vec<SocketAddr> {
+        let connect = match self {
+            Self::Single(zk) => zk.connect(),
+            Self::Ensemble(e) => e.connect(),
+        };
+        connect
+            .split(',')
+            .map(|a| a.parse().expect("a ZooKeeper address"))
+            .collect()
+    }
+
+    fn connect(&self) -> String {
+        match self {
+            Self::Single(zk) => zk.connect(),
+            Self::Ensemble(e) => e.connect(),
         }
     }
 }
@@ -143,13 +184,14 @@ const CLUSTER: &str = "faults";
 
 struct Cluster {
     bins: Binaries,
-    zk: ZooKeeper,
+    zk: Coordinator,
     pg: Postgres,
     dir: tempfile::TempDir,
     names: Vec<String>,
     listen: Vec<u16>,
     control: Vec<u16>,
-    zk_proxies: Vec<Proxy>,
+    /// Per node, a proxy to each ZooKeeper server.
+    zk_proxies: Vec<Vec<Proxy>>,
     links: HashMap<(usize, usize), Proxy>,
     nodes: Vec<Option<Node>>,
     paused: Vec<bool>,
@@ -165,16 +207,22 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(bins: &Binaries) -> Cluster {
-        let zk = tokio::task::block_in_place(ZooKeeper::start);
+    async fn start(bins: &Binaries, ensemble: bool) -> Cluster {
+        let zk = tokio::task::block_in_place(|| match ensemble {
+            false => Coordinator::Single(ZooKeeper::start()),
+            true => Coordinator::Ensemble(Ensemble::start(3)),
+        });
         let pg = tokio::task::block_in_place(Postgres::start);
-        let zk_addr: SocketAddr = zk.connect().parse().expect("ZooKeeper address");
         let names: Vec<String> = (0..NODES).map(|i| format!("n{i}")).collect();
         let listen: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
         let control: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
         let mut zk_proxies = Vec::new();
         for _ in 0..NODES {
-            zk_proxies.push(Proxy::start(zk_addr).await);
+            let mut proxies = Vec::new();
+            for server in zk.servers() {
+                proxies.push(Proxy::start(server).await);
+            }
+            zk_proxies.push(proxies);
         }
         let mut links = HashMap::new();
         for from in 0..NODES {
@@ -226,7 +274,11 @@ impl Cluster {
             .join(format!("events-{}.jsonl", self.names[i]));
         let spec = NodeSpec {
             bin: self.bins.node.to_str().unwrap_or_default(),
-            zk: self.zk_proxies[i].addr(),
+            zk: self.zk_proxies[i]
+                .iter()
+                .map(Proxy::addr)
+                .collect::<Vec<_>>()
+                .join(","),
             pg: self.pg.url(),
             cluster: CLUSTER.into(),
             name: self.names[i].clone(),
@@ -353,10 +405,40 @@ impl Cluster {
                 format!("SIGSTOP {name} for {} ms, SIGCONT", SESSION_MS * 5 / 2)
             }
             Fault::ZooKeeperRestart => {
-                self.zk.kill();
+                match &mut self.zk {
+                    Coordinator::Single(zk) => zk.kill(),
+                    Coordinator::Ensemble(e) => (0..e.size()).for_each(|s| e.kill(s)),
+                }
                 tokio::time::sleep(Duration::from_millis(1500)).await;
-                tokio::task::block_in_place(|| self.zk.restart());
+                tokio::task::block_in_place(|| match &mut self.zk {
+                    Coordinator::Single(zk) => zk.restart(),
+                    Coordinator::Ensemble(e) => (0..e.size()).for_each(|s| e.restart(s)),
+                });
                 "ZooKeeper killed, restarted".into()
+            }
+            Fault::ZooKeeperServerKill | Fault::ZooKeeperQuorumLoss => {
+                let Coordinator::Ensemble(e) = &mut self.zk else {
+                    return format!("{fault:?} skipped: ZooKeeper is a single server");
+                };
+                let leader = e.leader().unwrap_or(0);
+                let mut killed = vec![leader];
+                if fault == Fault::ZooKeeperQuorumLoss {
+                    killed.push((leader + 1) % e.size());
+                }
+                for &s in &killed {
+                    e.kill(s);
+                }
+                tokio::time::sleep(Duration::from_millis(SESSION_MS * 3)).await;
+                for &s in &killed {
+                    e.restart(s);
+                }
+                let size = e.size();
+                tokio::task::block_in_place(|| e.wait_for_quorum(size, Duration::from_secs(60)));
+                format!(
+                    "{} of {size} ZooKeeper servers killed (the leader among them) for {} ms, restarted",
+                    killed.len(),
+                    SESSION_MS * 3
+                )
             }
             Fault::ZooKeeperWipe => {
                 // The store's epoch floor: no epoch published before the wipe is above it.
@@ -365,14 +447,17 @@ impl Cluster {
                     .expect("the store");
                 let floor = store.epoch_floor(CLUSTER).await.expect("the epoch floor");
                 store.close();
+                let Coordinator::Single(zk) = &mut self.zk else {
+                    return "ZooKeeperWipe skipped: an ensemble's data is not wiped".into();
+                };
                 self.wiped_at_epoch = Some(floor);
-                tokio::task::block_in_place(|| self.zk.wipe());
+                tokio::task::block_in_place(|| zk.wipe());
                 format!("ZooKeeper's data wiped at epoch {floor}, restarted")
             }
             Fault::ZooKeeperCut => {
-                self.zk_proxies[i].cut();
+                self.zk_proxies[i].iter().for_each(Proxy::cut);
                 tokio::time::sleep(Duration::from_millis(SESSION_MS * 2)).await;
-                self.zk_proxies[i].heal();
+                self.zk_proxies[i].iter().for_each(Proxy::heal);
                 format!("{name} cut from ZooKeeper for {} ms", SESSION_MS * 2)
             }
             Fault::PeerCut => {
@@ -420,7 +505,7 @@ impl Cluster {
 
     /// Heals whatever is still broken: cuts, pauses, dead nodes.
     async fn heal_all(&mut self) {
-        for proxy in &self.zk_proxies {
+        for proxy in self.zk_proxies.iter().flatten() {
             proxy.heal();
         }
         for proxy in self.links.values() {
@@ -575,7 +660,7 @@ pub async fn run_with(
     options: Options,
 ) -> Report {
     let mut rng = Rng::new(seed);
-    let mut cluster = Cluster::start(bins).await;
+    let mut cluster = Cluster::start(bins, options.ensemble).await;
     cluster.warm = options.warm;
     cluster.warm_up().await;
     let started = Instant::now();
