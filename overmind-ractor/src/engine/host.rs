@@ -98,6 +98,8 @@ pub(crate) struct HostState<A: VirtualActor> {
     applied_bytes: Vec<u8>,
     /// Whether a call was applied since the last save, so the next save must write.
     applied_changed: bool,
+    /// Kept empty between handlers, for the gate's parked replies.
+    parked: Vec<Arc<dyn Settle>>,
 }
 
 /// Why a host stopped taking messages, which says what becomes of the rest of its mailbox.
@@ -212,6 +214,7 @@ impl<A: VirtualActor> Host<A> {
             applied: loaded.applied.0,
             applied_bytes: loaded.applied.1,
             applied_changed: false,
+            parked: Vec::new(),
         })
     }
 
@@ -325,7 +328,7 @@ impl<A: VirtualActor> Host<A> {
                 reason: "this node's lease expired while handling the message".into(),
             });
         }
-        self.slot.gate.close(&outcome);
+        self.slot.gate.close(&outcome, &mut st.parked);
         if let Some(relay) = relay {
             relay.handled(&outcome);
         }
@@ -369,6 +372,19 @@ impl<A: VirtualActor> Host<A> {
             self.actor.handle(me, msg, user).await
         })
         .await
+    }
+
+    /// Handles what the mailbox gave (`None`: it is closed).
+    async fn deliver(
+        &self,
+        st: &mut HostState<A>,
+        delivery: Option<Delivery<A::Msg>>,
+    ) -> Option<Ending> {
+        match delivery {
+            Some(Delivery::Letter(letter)) => self.handle(st, letter).await,
+            Some(Delivery::Supervision(event)) => self.supervise(st, event).await,
+            Some(Delivery::Drain) | None => Some(Ending::HandOver),
+        }
     }
 
     /// Passes a child's supervision event to the user's actor.
@@ -441,14 +457,33 @@ impl<A: VirtualActor> Running<A> {
         } = self;
         let rt = host.slot.kind.rt.clone();
         let mut shutdown = rt.shutdown_signal();
+        let shutdown = shutdown.changed();
+        tokio::pin!(shutdown);
         let mut stopping = false;
         let idle = tokio::time::sleep_until(idle_deadline::<A>(&host.slot));
         tokio::pin!(idle);
+        // Messages taken in a row without waiting: the host yields after a batch, so a busy
+        // mailbox cannot keep the thread from its other tasks.
+        let mut in_a_row = 0u32;
         loop {
             if !stopping && rt.is_closing() {
                 host.stop("shutdown");
                 stopping = true;
             }
+            // Fast path: a message already waiting is taken without the timers.
+            if in_a_row < BATCH && !*proxy_ended && !proxy.is_finished() {
+                if let Ok(delivery) = inbox.try_recv() {
+                    in_a_row += 1;
+                    if let Some(ending) = host.deliver(st, Some(delivery)).await {
+                        return ending;
+                    }
+                    continue;
+                }
+            }
+            if in_a_row >= BATCH {
+                tokio::task::yield_now().await;
+            }
+            in_a_row = 0;
             // Biased: a stopped `myself` is noticed before the next message, and a busy
             // mailbox is served before the timers are looked at.
             let ending = tokio::select! {
@@ -461,11 +496,7 @@ impl<A: VirtualActor> Running<A> {
                     host.slot.begin_stop();
                     Some(Ending::HandOver)
                 }
-                delivery = inbox.recv() => match delivery {
-                    Some(Delivery::Letter(letter)) => host.handle(st, letter).await,
-                    Some(Delivery::Supervision(event)) => host.supervise(st, event).await,
-                    Some(Delivery::Drain) | None => Some(Ending::HandOver),
-                },
+                delivery = inbox.recv() => host.deliver(st, delivery).await,
                 _ = &mut idle, if !stopping && A::PASSIVATE_AFTER.is_some() => {
                     let after_ms = A::PASSIVATE_AFTER.map_or(u64::MAX, |d| d.as_millis() as u64);
                     if rt.now_ms().saturating_sub(host.slot.last_active_ms()) >= after_ms {
@@ -477,12 +508,10 @@ impl<A: VirtualActor> Running<A> {
                     }
                     None
                 }
-                changed = shutdown.changed(), if !stopping => {
-                    if changed.is_err() {
-                        // The runtime is gone: stop as at shutdown.
-                        host.stop("runtime dropped");
-                        stopping = true;
-                    }
+                _ = &mut shutdown, if !stopping => {
+                    // The runtime closes, or is gone: stop as at shutdown.
+                    host.stop("shutdown");
+                    stopping = true;
                     None
                 }
             };
@@ -520,6 +549,9 @@ impl<A: VirtualActor> Running<A> {
         }
     }
 }
+
+/// How many waiting messages a host takes in a row before it yields.
+const BATCH: u32 = 64;
 
 /// When the activation counts as idle if nothing runs before.
 fn idle_deadline<A: VirtualActor>(slot: &Slot<A>) -> tokio::time::Instant {

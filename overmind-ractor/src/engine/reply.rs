@@ -147,14 +147,16 @@ impl Gate {
     }
 
     /// The handler's outcome is known (its state stored, or not): settle the parked replies.
-    pub(crate) fn close(&self, outcome: &Outcome) {
-        let parked = {
+    /// `spare` is an empty vector the caller keeps between handlers: the parked replies are
+    /// swapped into it, so neither side allocates once both have grown.
+    pub(crate) fn close(&self, outcome: &Outcome, spare: &mut Vec<Arc<dyn Settle>>) {
+        {
             let mut inner = self.inner.lock();
             inner.in_handler = false;
-            std::mem::take(&mut inner.parked)
-        };
+            std::mem::swap(&mut inner.parked, spare);
+        }
         // Outside the lock: settling drops reply values, which may drop other ports.
-        for relay in parked {
+        for relay in spare.drain(..) {
             relay.settle(outcome);
         }
     }
