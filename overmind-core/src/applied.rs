@@ -3,7 +3,8 @@
 //! Kept in the actor's record ([`crate::codec::Record::applied`]) and written in the same
 //! save as the state the call produced, so a retry of a call finds it applied exactly when
 //! its effect is stored. Bounded: an actor keeps its most recent calls only (a number its
-//! kind chooses), and a reply only up to [`MAX_KEPT_REPLY_LEN`] bytes.
+//! kind chooses, and at most [`MAX_APPLIED_LEN`] bytes of keys and replies), and a reply
+//! only up to [`MAX_KEPT_REPLY_LEN`] bytes.
 
 use std::collections::VecDeque;
 
@@ -17,6 +18,10 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// The longest reply kept with an applied call, in bytes (encoded). A retry of a call whose
 /// reply was longer learns that it was applied, without the reply.
 pub const MAX_KEPT_REPLY_LEN: usize = 64 << 10;
+
+/// The most bytes of keys and replies an actor keeps: older calls are forgotten first, so
+/// the applied calls always encode (and every save stays bounded).
+pub const MAX_APPLIED_LEN: usize = 4 << 20;
 
 /// Why an idempotency key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +58,14 @@ pub struct AppliedCall {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedCalls {
     calls: VecDeque<AppliedCall>,
+    /// The bytes of their keys and replies.
+    len: usize,
+}
+
+impl AppliedCall {
+    fn len(&self) -> usize {
+        self.key.len() + self.reply.as_ref().map_or(0, Vec::len)
+    }
 }
 
 impl AppliedCalls {
@@ -62,11 +75,18 @@ impl AppliedCalls {
     }
 
     /// Records a call as applied, keeping at most `keep` calls (the oldest are forgotten).
+    /// Records a call as applied, keeping at most `keep` calls and [`MAX_APPLIED_LEN`]
+    /// bytes (the oldest are forgotten).
     pub fn record(&mut self, key: String, reply: Option<Vec<u8>>, keep: usize) {
         let reply = reply.filter(|r| r.len() <= MAX_KEPT_REPLY_LEN);
-        self.calls.push_back(AppliedCall { key, reply });
-        while self.calls.len() > keep {
-            self.calls.pop_front();
+        let call = AppliedCall { key, reply };
+        self.len += call.len();
+        self.calls.push_back(call);
+        while self.calls.len() > keep || self.len > MAX_APPLIED_LEN {
+            match self.calls.pop_front() {
+                Some(old) => self.len -= old.len(),
+                None => break,
+            }
         }
     }
 
@@ -100,7 +120,8 @@ impl AppliedCalls {
                 reason: format!("an idempotency key of {} bytes", bad.key.len()),
             });
         }
-        Ok(Self { calls })
+        let len = calls.iter().map(AppliedCall::len).sum();
+        Ok(Self { calls, len })
     }
 }
 
@@ -122,6 +143,17 @@ mod tests {
         assert_eq!(applied.find("big").unwrap().reply, None, "too long to keep");
         let bytes = applied.encode().unwrap();
         assert_eq!(AppliedCalls::decode(&bytes).unwrap(), applied);
+    }
+
+    #[test]
+    fn the_kept_bytes_are_bounded_whatever_the_count() {
+        let mut applied = AppliedCalls::default();
+        for i in 0..200 {
+            applied.record(format!("k{i}"), Some(vec![0; MAX_KEPT_REPLY_LEN]), 100_000);
+        }
+        assert!(applied.len() < 200);
+        assert!(applied.find("k199").is_some(), "the newest is kept");
+        assert!(applied.encode().unwrap().len() <= MAX_APPLIED_LEN + 64 * applied.len());
     }
 
     #[test]

@@ -37,8 +37,9 @@
 //! schema  = state version u32 LE | shape fingerprint u64 LE   (format 4, only with a state)
 //! applied = len u32 LE | the idempotent calls applied, encoded as a state ([`crate::applied`])
 //!
-//! format 5 (written now): as format 4, plus the applied calls
-//! format 4: as format 3, plus the schema that wrote the payload
+//! format 5 (written for a record with applied calls): as format 4, plus the applied calls
+//! format 4 (written for every other record, so the release before 5 still reads it): as
+//!          format 3, plus the schema that wrote the payload
 //! format 3: the crc32 covers every byte but its own (magic through flags, then the payload);
 //!           lease tag 0 or 1; no flag bits but bit 0
 //! format 2: the crc32 covers the payload only
@@ -280,7 +281,7 @@ pub enum RecordError {
 }
 
 impl Record {
-    /// Encodes the record in the current format ([`RECORD_FORMAT`]).
+    /// Encodes the record (see [`encode_record`] for the format it is written in).
     pub fn encode(&self) -> Vec<u8> {
         let state = self
             .payload
@@ -390,9 +391,9 @@ impl Record {
     }
 }
 
-/// Encodes a record from its parts in the current format ([`RECORD_FORMAT`]), without
-/// copying the state into a [`Record`] first. `applied` is the encoded applied calls (empty
-/// for none).
+/// Encodes a record from its parts, without copying the state into a [`Record`] first:
+/// in [`RECORD_FORMAT`] if `applied` (the encoded applied calls) is not empty, in format 4
+/// otherwise.
 pub fn encode_record(
     kind: &str,
     lease: Option<&Lease>,
@@ -416,7 +417,9 @@ pub fn encode_record(
             + payload.len(),
     );
     out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&RECORD_FORMAT.to_le_bytes());
+    // Format 4 when there is nothing only format 5 can say: a rollback can still read it.
+    let format: u16 = if applied.is_empty() { 4 } else { RECORD_FORMAT };
+    out.extend_from_slice(&format.to_le_bytes());
     // Kinds are at most 64 bytes (validated where keys are made); clamp defensively.
     let kind = &kind[..kind.len().min(u8::MAX as usize)];
     out.push(kind.len() as u8);
@@ -907,8 +910,19 @@ mod tests {
     fn a_lease_can_be_held_without_a_state() {
         let lease_only = leased(None);
         let bytes = lease_only.encode();
+        assert_eq!(
+            u16::from_le_bytes([bytes[4], bytes[5]]),
+            4,
+            "format 4: no applied calls"
+        );
+        let with_calls = Record {
+            applied: b"calls".to_vec(),
+            ..lease_only.clone()
+        };
+        let bytes = with_calls.encode();
         assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 5, "format 5");
-        assert_eq!(Record::decode(&bytes).unwrap(), lease_only);
+        assert_eq!(Record::decode(&bytes).unwrap(), with_calls);
+        assert_eq!(Record::decode(&lease_only.encode()).unwrap(), lease_only);
     }
 
     /// Issue 8: one flipped byte in the lease epoch locked the actor out under an epoch

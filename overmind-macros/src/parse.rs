@@ -142,10 +142,10 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
                     return Err(duplicate("remembered_calls"));
                 }
                 match lit.base10_parse::<usize>() {
-                    Ok(n) if n <= 65_536 => opts.remembered_calls = Some(n),
+                    Ok(n) if n <= 10_000 => opts.remembered_calls = Some(n),
                     _ => errors.push(
                         lit.span(),
-                        "remembered_calls is a whole number from 0 to 65536 (each one is stored with every save)",
+                        "remembered_calls is a whole number from 0 to 10000 (each one is stored with every save)",
                     ),
                 }
             }

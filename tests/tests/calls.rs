@@ -360,3 +360,74 @@ async fn an_acknowledged_cast_is_stored_when_it_returns_and_applied_once() {
     assert!(matches!(bad, Error::InvalidIdempotencyKey { .. }), "{bad}");
     f.overmind.shutdown().await.unwrap();
 }
+
+/// A state whose `Serialize` panics on 13: the application's serde code, which Overmind runs
+/// when it stores the state.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Fragile {
+    #[serde(serialize_with = "unlucky")]
+    value: u32,
+}
+
+fn unlucky<S: serde::Serializer>(value: &u32, s: S) -> Result<S::Ok, S::Error> {
+    assert_ne!(*value, 13, "13 does not serialize");
+    s.serialize_u32(*value)
+}
+
+#[derive(VirtualMessage)]
+enum FragileMsg {
+    Set(u32, RpcReplyPort<u32>),
+}
+
+#[derive(Default)]
+struct FragileActor;
+
+#[virtual_actor(kind = "fragile")]
+impl Actor for FragileActor {
+    type Msg = FragileMsg;
+    type State = Fragile;
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<FragileMsg>,
+        msg: FragileMsg,
+        state: &mut Fragile,
+    ) -> Result<(), ActorProcessingErr> {
+        let FragileMsg::Set(value, reply) = msg;
+        let before = state.value;
+        state.value = value;
+        let _ = reply.send(before);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_states_serialize_fails_the_save_and_the_actor_serves_on() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let overmind = Overmind::builder()
+        .data_dir(dir.path())
+        .register::<FragileActor>()
+        .spawn()
+        .await
+        .unwrap();
+    let actor = overmind.actor::<FragileActor>("f");
+    assert_eq!(
+        actor.call(|r| FragileMsg::Set(1, r), None).await.unwrap(),
+        0
+    );
+    let failed = actor
+        .call(|r| FragileMsg::Set(13, r), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, Error::PersistFailed { cause, .. } if cause.to_string().contains("13 does not serialize")),
+        "{failed}"
+    );
+    let next = actor.call(|r| FragileMsg::Set(2, r), Some(PATIENCE));
+    assert_eq!(
+        next.await.unwrap(),
+        1,
+        "a new activation, from the stored state"
+    );
+    overmind.shutdown().await.unwrap();
+}

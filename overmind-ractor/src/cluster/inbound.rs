@@ -57,6 +57,8 @@ pub(crate) fn deliver<A: VirtualActor>(
     }
     // The sender saw a newer view: catch up before deciding where the actor lives.
     let link = link.clone();
+    let arrived = tokio::time::Instant::now();
+    let mut envelope = envelope;
     tokio::spawn(async move {
         let rt = kind.rt.clone();
         let mut changes = rt.placement.subscribe();
@@ -68,6 +70,8 @@ pub(crate) fn deliver<A: VirtualActor>(
             }
         })
         .await;
+        // A call's timeout runs from the frame's arrival, the wait included.
+        envelope.call.spend(arrived.elapsed());
         deliver_now(kind, &link, envelope, reply);
     });
 }

@@ -87,6 +87,13 @@ impl CallInfo {
         }
     }
 
+    /// Takes `elapsed` off what is left of the call's timeout.
+    pub(crate) fn spend(&mut self, elapsed: Duration) {
+        if let Some(ms) = &mut self.timeout_ms {
+            *ms = ms.saturating_sub(elapsed.as_millis() as u64);
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.timeout_ms.is_some_and(|ms| ms > MAX_TIMEOUT_MS) {
             return Err(format!("a call timeout over {MAX_TIMEOUT_MS} ms"));

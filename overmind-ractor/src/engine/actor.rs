@@ -35,7 +35,8 @@ pub trait VirtualActor:
     /// repeat of one of its most recent calls made with
     /// [`VirtualRef::call_idempotent`](crate::VirtualRef::call_idempotent) is answered with
     /// the first reply instead of being applied again. They are stored with the state, in
-    /// the same write, so each one costs its key and its reply (up to 64 KiB) in every save.
+    /// the same write, so each one costs its key and its reply (up to 64 KiB) in every save;
+    /// at most 4 MiB of keys and replies are kept, whatever the number.
     const REMEMBERED_CALLS: usize = 128;
 
     /// How states stored by older versions are read (`migrate_from` or `migrations`;

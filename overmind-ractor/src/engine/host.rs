@@ -21,7 +21,7 @@ use futures::FutureExt;
 use overmind_core::{
     ActorKey, Version,
     applied::AppliedCalls,
-    codec::{self, Lease},
+    codec::{self, CodecError, Lease},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::task::JoinHandle;
@@ -104,14 +104,19 @@ pub(crate) struct HostState<A: VirtualActor> {
 
 /// Why a host stopped taking messages, which says what becomes of the rest of its mailbox.
 enum Ending {
-    /// Drained, passivated, or stopped by the user, or a handler or a save failed: the rest
-    /// goes to the next activation.
+    /// It reached the drain marker (passivation, shutdown, a move, a delete): everything
+    /// sent before was handled, and what is left was sent to `myself` since. It goes to the
+    /// next activation, unless the node is shutting down: then it is dropped (logged), so a
+    /// handler that keeps sending to itself cannot keep the shutdown from ending.
+    Drained,
+    /// Stopped by the user, or a handler or a save failed: the rest goes to the next
+    /// activation.
     HandOver,
     /// This activation never started properly (post_start failed): the rest fails.
     StartFailed(Error),
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         format!("panicked: {s}")
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -200,7 +205,15 @@ impl<A: VirtualActor> Host<A> {
         // A new actor's initial state is not written until a handler changes it.
         let saved = match saved {
             Some(bytes) => bytes,
-            None => codec::encode_state(&user).unwrap_or_default(),
+            None => {
+                let encoded = AssertUnwindSafe(|| codec::encode_state(&user));
+                match std::panic::catch_unwind(encoded) {
+                    Ok(encoded) => encoded.unwrap_or_default(),
+                    Err(panic) => {
+                        return Err(format!("the state's Serialize {}", panic_message(panic)));
+                    }
+                }
+            }
         };
         Ok(HostState {
             user,
@@ -304,12 +317,18 @@ impl<A: VirtualActor> Host<A> {
                         st.applied_changed = true;
                     }
                 }
-                self.persist(st)
-                    .await
-                    .map_err(|cause| Error::PersistFailed {
-                        key: key.clone(),
-                        cause,
-                    })
+                // The state's serde code is the application's: a panic in it fails the save.
+                match AssertUnwindSafe(self.persist(st)).catch_unwind().await {
+                    Ok(saved) => saved,
+                    Err(panic) => Err(PersistError::Codec(CodecError::Encode {
+                        type_name: std::any::type_name::<State<A>>(),
+                        reason: panic_message(panic),
+                    })),
+                }
+                .map_err(|cause| Error::PersistFailed {
+                    key: key.clone(),
+                    cause,
+                })
             }
             Ok(Err(e)) => Err(Error::HandlerFailed {
                 key: key.clone(),
@@ -328,10 +347,12 @@ impl<A: VirtualActor> Host<A> {
                 reason: "this node's lease expired while handling the message".into(),
             });
         }
-        self.slot.gate.close(&outcome, &mut st.parked);
+        // The message's own relay first: one whose reply was taken to be kept is settled
+        // with this outcome before any late wake could find the gate closed.
         if let Some(relay) = relay {
             relay.handled(&outcome);
         }
+        self.slot.gate.close(&outcome, &mut st.parked);
         self.slot.touch();
         let error = outcome.err()?;
         let rt = &self.slot.kind.rt;
@@ -355,15 +376,16 @@ impl<A: VirtualActor> Host<A> {
         // A call's relay stays registered as its reply port's waker; here it says whether
         // the call may still start, which handlers wait for it, and whether it was applied.
         if let Some(relay) = &relay {
-            if !relay.begin() {
-                return None;
-            }
             let applied =
                 (relay.meta().idempotency_key.as_ref()).and_then(|call| st.applied.find(call));
             if let Some(applied) = applied {
-                // Applied before: answer with what it answered, and do not apply it again.
+                // Applied before: answer with what it answered (even past its timeout: it
+                // did take effect), and do not apply it again.
                 relay.replay(applied.reply.as_deref());
                 self.slot.touch();
+                return None;
+            }
+            if !relay.begin() {
                 return None;
             }
         }
@@ -383,7 +405,7 @@ impl<A: VirtualActor> Host<A> {
         match delivery {
             Some(Delivery::Letter(letter)) => self.handle(st, letter).await,
             Some(Delivery::Supervision(event)) => self.supervise(st, event).await,
-            Some(Delivery::Drain) | None => Some(Ending::HandOver),
+            Some(Delivery::Drain) | None => Some(Ending::Drained),
         }
     }
 
@@ -538,12 +560,17 @@ impl<A: VirtualActor> Running<A> {
                 continue;
             };
             match &ending {
-                Ending::HandOver => host.slot.hand_over(letter),
+                Ending::Drained if letter.relay.is_none() && host.slot.kind.rt.is_closing() => {
+                    tracing::debug!(key = %host.slot.key, "a message sent to myself during shutdown was dropped");
+                }
+                Ending::Drained | Ending::HandOver => host.slot.hand_over(letter),
                 Ending::StartFailed(error) => fail(letter, error),
             }
         }
         host.post_stop(&mut st).await;
-        host.myself.stop(None);
+        // Drained, not stopped: ractor takes a stop before queued messages, and what the
+        // handlers just sent to `myself` must still reach the slot.
+        let _ = host.myself.drain();
         if !proxy_ended {
             let _ = proxy.await;
         }

@@ -11,7 +11,12 @@
 //!    ◀────────────────────────────── nothing queued ──────────┘
 //! ```
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, atomic::Ordering},
+};
+
+use futures::FutureExt;
 
 use crate::{
     ActivationError, Error, VirtualActor,
@@ -185,7 +190,17 @@ pub(crate) async fn run<A: VirtualActor>(slot: Arc<Slot<A>>) {
                 rt.stats.active.fetch_add(1, Ordering::Relaxed);
                 slot.activated(&mailbox);
                 drop(mailbox);
-                host.serve().await;
+                // The host catches the application's panics; one of its own must still leave
+                // the slot able to serve again.
+                if let Err(panic) = AssertUnwindSafe(host.serve()).catch_unwind().await {
+                    let error = Error::HandlerFailed {
+                        key: slot.key.clone(),
+                        reason: format!("the activation host {}", host::panic_message(panic)),
+                    };
+                    tracing::error!(key = %slot.key, %error, "activation host panicked");
+                    slot.begin_stop();
+                    slot.gate.close(&Err(error), &mut Vec::new());
+                }
                 rt.stats.active.fetch_sub(1, Ordering::Relaxed);
                 if let AfterStop::Done = slot.stopped() {
                     break;

@@ -15,6 +15,7 @@
 
 use std::{
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
         Arc,
@@ -59,11 +60,21 @@ impl<T> Clone for ReplyCodec<T> {
 impl<T> Copy for ReplyCodec<T> {}
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> ReplyCodec<T> {
-    /// The reply's serde encoding, as states are encoded.
+    /// The reply's serde encoding, as states are encoded. The type's serde code is the
+    /// application's: a panic in it is an encoding that failed, not a dead host.
     pub(crate) fn serde() -> Self {
         Self {
-            encode: |value| overmind_core::codec::encode_state(value).ok(),
-            decode: |bytes| overmind_core::codec::decode_state(bytes).map_err(|e| e.to_string()),
+            encode: |value| {
+                let encoded = AssertUnwindSafe(|| overmind_core::codec::encode_state(value).ok());
+                std::panic::catch_unwind(encoded).ok().flatten()
+            },
+            decode: |bytes| {
+                let decoded = AssertUnwindSafe(|| overmind_core::codec::decode_state(bytes));
+                match std::panic::catch_unwind(decoded) {
+                    Ok(decoded) => decoded.map_err(|e| e.to_string()),
+                    Err(_) => Err("its Deserialize panicked".into()),
+                }
+            },
         }
     }
 }
@@ -442,6 +453,15 @@ impl<T: Send + 'static> Settle for Relay<T> {
                 kept
             }
             RelayState::Settled => None,
+        }
+    }
+
+    fn handled(&self, outcome: &Outcome) {
+        // A reply taken out of its channel to be kept is settled by the host, with the
+        // outcome of the save that keeps it: a wake that arrives after the gate closed must
+        // not release it as if nothing had failed.
+        if matches!(*self.state.lock(), RelayState::Replied { .. }) {
+            self.settle(outcome);
         }
     }
 
