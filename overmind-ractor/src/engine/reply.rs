@@ -460,7 +460,8 @@ impl<T: Send + 'static> Settle for Relay<T> {
         // A reply taken out of its channel to be kept is settled by the host, with the
         // outcome of the save that keeps it: a wake that arrives after the gate closed must
         // not release it as if nothing had failed.
-        if matches!(*self.state.lock(), RelayState::Replied { .. }) {
+        // Only a relay with a codec (an idempotent call's) is ever captured.
+        if self.codec.is_some() && matches!(*self.state.lock(), RelayState::Replied { .. }) {
             self.settle(outcome);
         }
     }
