@@ -156,13 +156,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         let key = self.key()?.clone();
         let idempotency_key = checked_idempotency_key(&key, idempotency_key.into())?;
         let route = self.route()?;
-        let chain = crate::engine::current::outgoing();
-        if chain.contains(&key) {
-            return Err(Error::CallCycle {
-                chain: chain.to_string(),
-                key,
-            });
-        }
+        let chain = waiting_chain(&key)?;
         let meta = CallMeta::new(timeout, chain)
             .with_idempotency_key(Some(idempotency_key))
             .acknowledged();
@@ -311,13 +305,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         F: FnOnce(RpcReplyPort<T>) -> A::Msg,
     {
         let route = self.route()?;
-        let chain = crate::engine::current::outgoing();
-        if chain.contains(self.key()?) {
-            return Err(Error::CallCycle {
-                key: self.key()?.clone(),
-                chain: chain.to_string(),
-            });
-        }
+        let chain = waiting_chain(self.key()?)?;
         let (idempotency_key, codec) = idempotent.unzip();
         let meta = CallMeta::new(timeout, chain).with_idempotency_key(idempotency_key);
         // The local relay, so a call that times out can be withdrawn.
@@ -402,6 +390,19 @@ impl<A: VirtualActor> VirtualRef<A> {
 
 /// How long each attempt of [`VirtualRef::cast_reliably`] waits for its acknowledgement.
 pub const RELIABLE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The chain a message made here waits in, unless `key` already waits in it: then the
+/// message could only wait for its own handler, and is refused.
+fn waiting_chain(key: &ActorKey) -> Result<crate::engine::current::Chain, Error> {
+    let chain = crate::engine::current::outgoing();
+    if chain.contains(key) {
+        return Err(Error::CallCycle {
+            key: key.clone(),
+            chain: chain.to_string(),
+        });
+    }
+    Ok(chain)
+}
 
 /// An idempotency key for a message to `key`, if it is a valid one.
 fn checked_idempotency_key(key: &ActorKey, idempotency_key: String) -> Result<Arc<str>, Error> {
